@@ -1,0 +1,141 @@
+"""Turning dataset arrays into model-ready batches, for dense images and sparse text.
+
+:class:`ArrayData` is a map-style torch dataset with a batched ``__getitems__`` so a
+:class:`torch.utils.data.DataLoader` fetches a whole batch with one fancy-index: images stay
+``uint8`` in memory and become ``float32`` in [0, 1] per batch; text rows become a sparse COO
+tensor per batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch.utils.data import DataLoader
+from torch.utils.data import Dataset as TorchDataset
+
+from covertml.data.base import Split, images_to_float
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+def to_model_input(x: np.ndarray | sp.spmatrix) -> torch.Tensor:
+    """Converts dataset rows to a model input tensor.
+
+    ``uint8`` images ``N x H x W x C`` become ``float32`` ``N x C x H x W`` in [0, 1];
+    float arrays are taken as already model-ready; sparse matrices become sparse COO tensors.
+
+    Example:
+        >>> to_model_input(np.zeros((2, 8, 8, 1), np.uint8)).shape
+        torch.Size([2, 1, 8, 8])
+    """
+    if sp.issparse(x):
+        coo = sp.coo_matrix(x)
+        indices = np.vstack([coo.row, coo.col]).astype(np.int64)
+        return torch.sparse_coo_tensor(
+            torch.from_numpy(indices),
+            torch.from_numpy(coo.data.astype(np.float32)),
+            size=coo.shape,
+        ).coalesce()
+    arr = np.asarray(x)
+    if arr.dtype == np.uint8:
+        return torch.from_numpy(images_to_float(arr))
+    return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+
+
+class ArrayData(TorchDataset[Batch]):
+    """Rows of ``x`` (uint8 images, float arrays or a CSR matrix) with labels ``y``.
+
+    Example:
+        >>> data = ArrayData(np.zeros((4, 8, 8, 1), np.uint8), np.arange(4))
+        >>> xb, yb = data.__getitems__([0, 2])
+        >>> xb.shape, yb.tolist()
+        (torch.Size([2, 1, 8, 8]), [0, 2])
+    """
+
+    def __init__(self, x: np.ndarray | sp.spmatrix, y: np.ndarray) -> None:
+        if x.shape[0] != len(y):
+            raise ValueError(f"x has {x.shape[0]} rows but y has {len(y)}")
+        self.x = sp.csr_matrix(x) if sp.issparse(x) else np.asarray(x)
+        self.y = np.asarray(y, dtype=np.int64)
+
+    @classmethod
+    def from_split(cls, split: Split) -> ArrayData:
+        """Wraps a dataset split."""
+        return cls(split.x, split.y)
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+    def __getitem__(self, index: int) -> Batch:
+        return self.__getitems__([index])
+
+    def __getitems__(self, indices: Sequence[int]) -> Batch:
+        """Fetches a whole batch at once."""
+        idx = np.asarray(indices, dtype=np.int64)
+        return to_model_input(self.x[idx]), torch.from_numpy(self.y[idx])
+
+    def concat(self, other: ArrayData) -> ArrayData:
+        """Rows of ``self`` followed by rows of ``other`` (same kind of ``x``)."""
+        if sp.issparse(self.x) != sp.issparse(other.x):
+            raise ValueError("cannot mix sparse and dense rows")
+        if sp.issparse(self.x):
+            x: Any = sp.vstack([self.x, other.x], format="csr")
+        else:
+            if self.x.shape[1:] != other.x.shape[1:] or self.x.dtype != other.x.dtype:
+                raise ValueError(
+                    f"extra rows have shape {other.x.shape[1:]} {other.x.dtype}, "
+                    f"expected {self.x.shape[1:]} {self.x.dtype}"
+                )
+            x = np.concatenate([self.x, other.x])
+        return ArrayData(x, np.concatenate([self.y, other.y]))
+
+
+def _identity(batch: Batch) -> Batch:
+    return batch
+
+
+def make_loader(
+    data: TorchDataset[Any],
+    *,
+    batch_size: int,
+    shuffle: bool,
+    seed: int = 0,
+) -> DataLoader[Any]:
+    """A single-process loader; batched fetching when ``data`` is an :class:`ArrayData`."""
+    generator = torch.Generator().manual_seed(seed)
+    collate = _identity if isinstance(data, ArrayData) else None
+    return DataLoader(
+        data,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        generator=generator,
+        collate_fn=collate,
+        num_workers=0,
+    )
+
+
+def flip_and_crop(x: torch.Tensor, *, pad: int = 4, generator: torch.Generator) -> torch.Tensor:
+    """Random horizontal flip and ``pad``-pixel pad + random crop, vectorized per batch.
+
+    The paper's CIFAR-10 augmentation. Padding is with zeros.
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> flip_and_crop(torch.rand(4, 3, 32, 32), generator=g).shape
+        torch.Size([4, 3, 32, 32])
+    """
+    n, _, h, w = x.shape
+    flip = torch.rand(n, generator=generator) < 0.5
+    x = torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
+    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
+    rows = (dy.view(n, 1) + torch.arange(h).view(1, h)).view(n, 1, h, 1)
+    cols = (dx.view(n, 1) + torch.arange(w).view(1, w)).view(n, 1, 1, w)
+    batch = torch.arange(n).view(n, 1, 1, 1)
+    chan = torch.arange(x.shape[1]).view(1, -1, 1, 1)
+    return padded[batch, chan, rows, cols]

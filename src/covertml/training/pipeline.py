@@ -1,0 +1,117 @@
+"""Train a registry model on a dataset and write the model file and metrics: one call."""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from covertml import __version__
+from covertml.data.base import Dataset
+from covertml.errors import ConfigError
+from covertml.models.files import save_model
+from covertml.models.registry import create_model_for, model_spec
+from covertml.paths import atomic_write_text
+from covertml.training.trainer import TrainConfig, Trainer, TrainResult, seed_everything
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, eq=False)
+class TrainedModel:
+    """A trained model, its training record and the files written for it."""
+
+    model: nn.Module
+    result: TrainResult
+    model_path: Path
+    metrics_path: Path
+    metrics: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able summary (the metrics written to ``metrics.json``)."""
+        return self.metrics
+
+
+def check_out_dir(out_dir: Path, *, overwrite: bool, files: tuple[str, ...]) -> None:
+    """Refuses to replace earlier results in ``out_dir`` unless ``overwrite``."""
+    existing = [f for f in files if (out_dir / f).exists()]
+    if existing and not overwrite:
+        raise ConfigError(
+            f"{out_dir / existing[0]} already exists",
+            fix="choose another --out folder or pass --overwrite",
+        )
+
+
+def train_and_save(
+    dataset: Dataset,
+    out_dir: str | Path,
+    *,
+    model_name: str | None = None,
+    model_args: dict[str, Any] | None = None,
+    config: TrainConfig,
+    trainer: Trainer | None = None,
+    overwrite: bool = False,
+    progress: bool = False,
+    extra_metrics: dict[str, Any] | None = None,
+) -> TrainedModel:
+    """Trains a fresh model on ``dataset`` and writes its file and metrics into ``out_dir``.
+
+    Seeds everything from ``config.seed``, builds the model, trains it, then writes
+    ``model.safetensors`` and ``metrics.json`` (both atomically).
+
+    Args:
+        dataset: Training and test data.
+        out_dir: Output folder (created).
+        model_name: Registry model; defaults to the dataset's.
+        model_args: Extra model arguments.
+        config: Hyper-parameters (``config.seed`` also seeds the model's initialization).
+        trainer: A configured :class:`Trainer` (e.g. with attack hooks); default plain.
+        overwrite: Replace existing results in ``out_dir``.
+        progress: Show progress bars.
+        extra_metrics: Merged into ``metrics.json``.
+
+    Example:
+        >>> import tempfile
+        >>> from covertml.data import create_dataset
+        >>> ds = create_dataset("digits", train_limit=200, test_limit=50)
+        >>> run = train_and_save(ds, tempfile.mkdtemp(), config=TrainConfig(epochs=1))
+        >>> run.model_path.name, sorted(run.metrics)[:3]
+        ('model.safetensors', ['dataset', 'model', 'n_parameters'])
+    """
+    out = Path(out_dir)
+    check_out_dir(out, overwrite=overwrite, files=("model.safetensors", "metrics.json"))
+    seed_everything(config.seed)
+    model = create_model_for(dataset, model_name, **(model_args or {}))
+    trainer = trainer or Trainer(config, progress=progress)
+    trainer.config = config
+    trainer.progress = progress
+    result = trainer.fit(model, dataset.train, test_data=dataset.test)
+    spec = model_spec(model)
+    metrics = {
+        "dataset": dataset.summary(),
+        "model": spec.to_dict(),
+        "n_parameters": sum(p.numel() for p in model.parameters()),
+        "test_accuracy": result.test_accuracy,
+        "train_seconds": result.seconds,
+        "config": config.to_dict(),
+        "history": [e.to_dict() for e in result.history],
+        "environment": {
+            "covertml": __version__,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "threads": torch.get_num_threads(),
+        },
+        **(extra_metrics or {}),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    model_path = save_model(model, out / "model.safetensors", classes=dataset.classes)
+    metrics_path = out / "metrics.json"
+    atomic_write_text(metrics_path, json.dumps(metrics, indent=2, default=str) + "\n")
+    log.info("wrote %s and %s", model_path, metrics_path)
+    return TrainedModel(model, result, model_path, metrics_path, metrics)

@@ -1,0 +1,371 @@
+"""The reference trainer, with the extension points the attacks plug into.
+
+Three hooks make a training run malicious without touching the loop:
+
+- ``loss_terms``: extra losses computed from the model's parameters (correlated-value and
+  sign encoding are such regularizers);
+- ``extra_data``: extra labelled examples mixed into the training data (capacity abuse);
+- ``post_steps``: functions applied to the trained model (LSB encoding).
+
+``callbacks`` observe each epoch and may return extra metrics to log. The trainer works with
+any ``nn.Module`` and any data loader, not only registry models.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import ConcatDataset, DataLoader
+from torch.utils.data import Dataset as TorchDataset
+
+from covertml.data.base import Split
+from covertml.errors import ConfigError
+from covertml.models.registry import loss_name
+from covertml.training.batches import ArrayData, flip_and_crop, make_loader
+from covertml.training.evaluate import accuracy_on, as_loader
+
+log = logging.getLogger(__name__)
+
+DataLike = Split | ArrayData | TorchDataset[Any] | DataLoader[Any]
+
+
+class LossTerm(Protocol):
+    """An extra loss computed from the model (e.g. a malicious regularizer)."""
+
+    name: str
+
+    def __call__(self, model: nn.Module) -> torch.Tensor:
+        """Returns a scalar tensor added to the training loss."""
+        ...
+
+
+class Callback(Protocol):
+    """Observes training; may return metrics to record for the epoch."""
+
+    def __call__(self, epoch: int, model: nn.Module) -> dict[str, float] | None:
+        """Called after each epoch (``epoch`` counts from 1)."""
+        ...
+
+
+PostStep = Callable[[nn.Module], None]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters of one training run.
+
+    Attributes:
+        epochs: Passes over the training data.
+        batch_size: Examples per step.
+        lr: Initial learning rate.
+        optimizer: ``"sgd"`` (Nesterov momentum) or ``"adam"``.
+        momentum: SGD momentum.
+        weight_decay: L2 penalty.
+        schedule: ``"constant"``, ``"step"`` (times ``gamma`` at ``milestones``) or ``"cosine"``.
+        milestones: Epochs after which the step schedule multiplies the rate by ``gamma``.
+        gamma: Step-schedule factor.
+        augment: ``"none"`` or ``"flip-crop"`` (the paper's CIFAR-10 augmentation).
+        seed: Seeds initialization order, shuffling, dropout and augmentation.
+        device: Torch device.
+    """
+
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-3
+    optimizer: Literal["sgd", "adam"] = "adam"
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: Literal["constant", "step", "cosine"] = "constant"
+    milestones: tuple[int, ...] = ()
+    gamma: float = 0.1
+    augment: Literal["none", "flip-crop"] = "none"
+    seed: int = 0
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise ConfigError(
+                f"epochs, batch size and learning rate must be positive (got {self.epochs}, "
+                f"{self.batch_size}, {self.lr})",
+                fix="pass positive values",
+            )
+        if self.optimizer not in ("sgd", "adam"):
+            raise ConfigError(f"unknown optimizer {self.optimizer!r}", fix="use sgd or adam")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        d = asdict(self)
+        d["milestones"] = list(self.milestones)
+        return d
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    """What one epoch measured."""
+
+    epoch: int
+    train_loss: float
+    train_accuracy: float
+    test_accuracy: float | None
+    lr: float
+    seconds: float
+    extra: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """The outcome of :meth:`Trainer.fit`."""
+
+    config: TrainConfig
+    history: tuple[EpochStats, ...]
+    test_accuracy: float | None
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return {
+            "config": self.config.to_dict(),
+            "test_accuracy": self.test_accuracy,
+            "seconds": self.seconds,
+            "history": [e.to_dict() for e in self.history],
+        }
+
+
+def seed_everything(seed: int) -> None:
+    """Seeds torch and NumPy's global generators (call before building a model)."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+
+
+def _criterion(model: nn.Module) -> nn.Module:
+    return nn.MultiMarginLoss() if loss_name(model) == "hinge" else nn.CrossEntropyLoss()
+
+
+class Trainer:
+    """Trains a model with optional malicious (or defensive) extensions.
+
+    Args:
+        config: Hyper-parameters.
+        loss_terms: Extra losses from the model's parameters, added every step.
+        extra_data: Extra labelled examples mixed into every epoch's training data.
+        post_steps: Applied in order to the trained model.
+        callbacks: Called after every epoch; returned metrics are recorded.
+        criterion: Training loss; defaults to the model's (cross-entropy or hinge).
+        progress: Show a progress bar (for the CLI; library use logs instead).
+
+    Example:
+        >>> from covertml.data import create_dataset
+        >>> from covertml.models import create_model_for
+        >>> ds = create_dataset("digits", train_limit=300, test_limit=100)
+        >>> seed_everything(0)
+        >>> model = create_model_for(ds)
+        >>> result = Trainer(TrainConfig(epochs=2)).fit(model, ds.train, test_data=ds.test)
+        >>> len(result.history), 0.0 <= (result.test_accuracy or 0.0) <= 1.0
+        (2, True)
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig | None = None,
+        *,
+        loss_terms: Sequence[LossTerm] = (),
+        extra_data: DataLike | None = None,
+        post_steps: Sequence[PostStep] = (),
+        callbacks: Sequence[Callback] = (),
+        criterion: nn.Module | None = None,
+        progress: bool = False,
+    ) -> None:
+        self.config = config or TrainConfig()
+        self.loss_terms = list(loss_terms)
+        self.extra_data = extra_data
+        self.post_steps = list(post_steps)
+        self.callbacks = list(callbacks)
+        self.criterion = criterion
+        self.progress = progress
+
+    def _train_loader(self, train_data: DataLike, seed: int) -> DataLoader[Any]:
+        cfg = self.config
+        base: TorchDataset[Any]
+        if isinstance(train_data, DataLoader):
+            if self.extra_data is None:
+                return train_data
+            base = train_data.dataset
+        else:
+            base = ArrayData.from_split(train_data) if isinstance(train_data, Split) else train_data
+        if self.extra_data is not None:
+            extra = self.extra_data
+            if isinstance(extra, Split):
+                extra = ArrayData.from_split(extra)
+            if isinstance(extra, DataLoader):
+                extra = extra.dataset
+            if isinstance(base, ArrayData) and isinstance(extra, ArrayData):
+                base = base.concat(extra)
+            else:
+                base = ConcatDataset([base, extra])
+        return make_loader(base, batch_size=cfg.batch_size, shuffle=True, seed=seed)
+
+    def _scheduler(self, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
+        cfg = self.config
+        if cfg.schedule == "step":
+            return torch.optim.lr_scheduler.MultiStepLR(
+                optimizer, milestones=list(cfg.milestones), gamma=cfg.gamma
+            )
+        if cfg.schedule == "cosine":
+            return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+
+    def _optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
+        cfg = self.config
+        params = [p for p in model.parameters() if p.requires_grad]
+        if cfg.optimizer == "sgd":
+            return torch.optim.SGD(
+                params,
+                lr=cfg.lr,
+                momentum=cfg.momentum,
+                nesterov=cfg.momentum > 0,
+                weight_decay=cfg.weight_decay,
+            )
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+    def fit(
+        self, model: nn.Module, train_data: DataLike, *, test_data: DataLike | None = None
+    ) -> TrainResult:
+        """Trains ``model`` in place and returns the per-epoch history.
+
+        Args:
+            model: Any module mapping an input batch to class scores.
+            train_data: A dataset split, :class:`ArrayData`, torch dataset or data loader.
+            test_data: Evaluated after every epoch when given.
+        """
+        cfg = self.config
+        torch.manual_seed(cfg.seed)
+        device = torch.device(cfg.device)
+        model.to(device)
+        loader = self._train_loader(train_data, cfg.seed)
+        test_loader = as_loader(test_data) if test_data is not None else None
+        optimizer = self._optimizer(model)
+        scheduler = self._scheduler(optimizer)
+        criterion = self.criterion or _criterion(model)
+        aug_gen = torch.Generator().manual_seed(cfg.seed + 1)
+        history: list[EpochStats] = []
+        start = time.perf_counter()
+        bar = _ProgressBar(self.progress, cfg.epochs, len(loader))
+        with bar:
+            for epoch in range(1, cfg.epochs + 1):
+                t0 = time.perf_counter()
+                model.train()
+                totals = {"loss": 0.0, "correct": 0.0, "seen": 0.0}
+                term_sums = {t.name: 0.0 for t in self.loss_terms}
+                for xb, yb in loader:
+                    xb, yb = xb.to(device), yb.to(device)
+                    if cfg.augment == "flip-crop" and xb.dim() == 4:
+                        xb = flip_and_crop(xb, generator=aug_gen)
+                    out = model(xb)
+                    loss = criterion(out, yb)
+                    total = loss
+                    for term in self.loss_terms:
+                        value = term(model)
+                        term_sums[term.name] += float(value.detach())
+                        total = total + value
+                    optimizer.zero_grad(set_to_none=True)
+                    total.backward()  # type: ignore[no-untyped-call]
+                    optimizer.step()
+                    n = int(yb.shape[0])
+                    totals["loss"] += float(loss.detach()) * n
+                    totals["correct"] += float((out.argmax(1) == yb).sum())
+                    totals["seen"] += n
+                    bar.advance()
+                lr = float(optimizer.param_groups[0]["lr"])
+                scheduler.step()
+                extra = {k: v / max(len(loader), 1) for k, v in term_sums.items()}
+                for callback in self.callbacks:
+                    extra.update(callback(epoch, model) or {})
+                test_acc = accuracy_on(model, test_loader) if test_loader is not None else None
+                stats = EpochStats(
+                    epoch=epoch,
+                    train_loss=totals["loss"] / max(totals["seen"], 1),
+                    train_accuracy=totals["correct"] / max(totals["seen"], 1),
+                    test_accuracy=test_acc,
+                    lr=lr,
+                    seconds=time.perf_counter() - t0,
+                    extra=extra,
+                )
+                history.append(stats)
+                bar.epoch_done(stats)
+                log.info(
+                    "epoch %d/%d loss %.4f train acc %.4f test acc %s (%.1fs)",
+                    epoch,
+                    cfg.epochs,
+                    stats.train_loss,
+                    stats.train_accuracy,
+                    "-" if test_acc is None else f"{test_acc:.4f}",
+                    stats.seconds,
+                )
+        for step in self.post_steps:
+            step(model)
+        model.eval()
+        final = accuracy_on(model, test_loader) if test_loader is not None else None
+        return TrainResult(cfg, tuple(history), final, time.perf_counter() - start)
+
+
+class _ProgressBar:
+    """A rich progress bar, or nothing when disabled."""
+
+    def __init__(self, enabled: bool, epochs: int, steps: int) -> None:
+        self.enabled = enabled
+        self.epochs = epochs
+        self.steps = steps
+        self._progress: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> _ProgressBar:
+        if self.enabled:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
+
+            self._progress = Progress(
+                TextColumn("[bold]train[/] {task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[status]}"),
+                transient=True,
+            )
+            self._progress.__enter__()
+            self._task = self._progress.add_task(
+                f"epoch 1/{self.epochs}", total=self.epochs * self.steps, status=""
+            )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
+
+    def advance(self) -> None:
+        if self._progress is not None:
+            self._progress.advance(self._task)
+
+    def epoch_done(self, stats: EpochStats) -> None:
+        if self._progress is not None:
+            acc = "" if stats.test_accuracy is None else f"test acc {stats.test_accuracy:.3f}"
+            self._progress.update(
+                self._task,
+                description=f"epoch {min(stats.epoch + 1, self.epochs)}/{self.epochs}",
+                status=f"loss {stats.train_loss:.3f} {acc}",
+            )

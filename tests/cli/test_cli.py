@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from covertml.cli.main import main
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    try:
+        main(list(argv))
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_train_then_eval_writes_model_and_metrics(capsys, tmp_path) -> None:
+    out = tmp_path / "run"
+    code, _, err = run(capsys, "train", "-d", "digits", "-o", str(out), "--epochs", "8", "--json")
+    assert code == 0, err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["model"]["name"] == "mlp"
+    assert len(metrics["history"]) == 8
+    assert metrics["test_accuracy"] > 0.9
+    code, stdout, _ = run(capsys, "eval", str(out / "model.safetensors"), "-d", "digits", "--json")
+    assert code == 0
+    assert json.loads(stdout)["test_accuracy"] == pytest.approx(metrics["test_accuracy"])
+
+
+def test_train_refuses_to_overwrite_results(capsys, tmp_path) -> None:
+    out = tmp_path / "run"
+    assert run(capsys, "train", "-d", "digits", "-o", str(out), "--epochs", "1", "--json")[0] == 0
+    before = (out / "model.safetensors").read_bytes()
+    code, _, err = run(capsys, "train", "-d", "digits", "-o", str(out), "--epochs", "1")
+    assert code == 2 and "already exists" in err and "--overwrite" in err
+    assert (out / "model.safetensors").read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["train", "-d", "digitz", "-o", "x"], "unknown dataset 'digitz' (did you mean 'digits'?)"),
+        (["train", "-d", "digits", "-m", "resnet33", "-o", "x"], "unknown model 'resnet33'"),
+        (["train", "-d", "digits", "-m", "logreg", "-o", "x"], "takes text input"),
+        (["train", "-d", "digits", "--model-arg", "oops", "-o", "x"], "KEY=VALUE"),
+        (["eval", "missing.safetensors", "-d", "digits"], "does not exist"),
+        (["train", "-d", "cifar10", "--data-dir", "/nowhere", "-o", "x"], "--data-dir"),
+    ],
+)
+def test_bad_input_gives_one_line_and_exit_2(capsys, argv, needle) -> None:
+    code, _, err = run(capsys, *argv)
+    assert code == 2
+    assert needle in err
+    assert err.strip().count("\n") == 0 and "Traceback" not in err
+
+
+def test_eval_refuses_a_dataset_of_another_shape(capsys, tmp_path) -> None:
+    from covertml.models import create_model, save_model
+
+    path = save_model(
+        create_model("mlp", input_shape=(1, 4, 4), num_classes=10), tmp_path / "m.safetensors"
+    )
+    code, _, err = run(capsys, "eval", str(path), "-d", "digits")
+    assert code == 2 and "takes input (1, 4, 4)" in err
+
+
+def test_corrupt_model_file_is_one_line(capsys, tmp_path) -> None:
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":")
+    code, _, err = run(capsys, "eval", str(bad), "-d", "digits")
+    assert code == 2 and "truncated" in err and "\n" not in err.strip()
+
+
+def test_datasets_lists_every_registered_dataset(capsys, tmp_path) -> None:
+    from covertml.data import list_datasets
+
+    code, out, _ = run(capsys, "datasets", "--data-dir", str(tmp_path), "--json")
+    rows = {r["name"]: r for r in json.loads(out)}
+    assert code == 0 and set(rows) == set(list_datasets())
+    assert rows["digits"]["found"] is True
+    assert rows["cifar10"]["found"] is False
+    assert rows["cifar10"]["location"].startswith(str(tmp_path))
+
+
+def test_help_everywhere_and_choices_come_from_registries() -> None:
+    from covertml.data import list_datasets
+    from covertml.models import list_models
+
+    exe = [sys.executable, "-m", "covertml.cli.main"]
+    top = subprocess.run([*exe, "--help"], capture_output=True, text=True, check=True).stdout
+    for command in ("train", "eval", "datasets", "demo", "models"):
+        assert command in top
+        res = subprocess.run([*exe, command, "--help"], capture_output=True, text=True)
+        assert res.returncode == 0, command
+    train_help = subprocess.run(
+        [*exe, "train", "--help"], capture_output=True, text=True, env={**os.environ, "COLUMNS": "400"}
+    ).stdout
+    for name in list_datasets() + list_models():
+        assert name in train_help
+
+
+def test_demo_writes_an_honest_digits_model(capsys, tmp_path) -> None:
+    code, out, err = run(capsys, "demo", "--out", str(tmp_path / "demo"), "--epochs", "5")
+    assert code == 0, err
+    metrics = json.loads((tmp_path / "demo" / "honest" / "metrics.json").read_text())
+    assert metrics["dataset"]["name"] == "digits"
+    assert "demo summary" in out
