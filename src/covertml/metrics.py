@@ -51,7 +51,7 @@ def psnr(original: np.ndarray, recovered: np.ndarray, *, data_range: float = 255
     a, b = _pair(original, recovered)
     if np.array_equal(a, b):
         return float("inf")
-    return float(peak_signal_noise_ratio(a, b, data_range=data_range))
+    return float(peak_signal_noise_ratio(a, b, data_range=data_range))  # type: ignore[no-untyped-call]
 
 
 def ssim(original: np.ndarray, recovered: np.ndarray, *, data_range: float = 255.0) -> float:
@@ -71,7 +71,7 @@ def ssim(original: np.ndarray, recovered: np.ndarray, *, data_range: float = 255
     win = min(7, a.shape[-1], a.shape[-2])
     win -= 1 - win % 2
     scores = [
-        structural_similarity(x, y, data_range=data_range, win_size=win)
+        structural_similarity(x, y, data_range=data_range, win_size=win)  # type: ignore[no-untyped-call]
         for x, y in zip(a, b, strict=True)
     ]
     return float(np.mean(scores))

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
@@ -72,7 +71,7 @@ def test_eval_refuses_a_dataset_of_another_shape(capsys, tmp_path) -> None:
 
 def test_corrupt_model_file_is_one_line(capsys, tmp_path) -> None:
     bad = tmp_path / "bad.safetensors"
-    bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":")
+    bad.write_bytes(b'\x10\x00\x00\x00\x00\x00\x00\x00{"a":')
     code, _, err = run(capsys, "eval", str(bad), "-d", "digits")
     assert code == 2 and "truncated" in err and "\n" not in err.strip()
 
@@ -89,18 +88,22 @@ def test_datasets_lists_every_registered_dataset(capsys, tmp_path) -> None:
 
 
 def test_help_everywhere_and_choices_come_from_registries() -> None:
+    from typer.testing import CliRunner
+
+    from covertml.cli.main import app
     from covertml.data import list_datasets
     from covertml.models import list_models
 
-    exe = [sys.executable, "-m", "covertml.cli.main"]
-    top = subprocess.run([*exe, "--help"], capture_output=True, text=True, check=True).stdout
+    # the installed console entry point works in a fresh process
+    exe = [sys.executable, "-m", "covertml.cli.main", "--help"]
+    top = subprocess.run(exe, capture_output=True, text=True, check=True).stdout
+    runner = CliRunner()
     for command in ("train", "eval", "datasets", "demo", "models"):
         assert command in top
-        res = subprocess.run([*exe, command, "--help"], capture_output=True, text=True)
-        assert res.returncode == 0, command
-    train_help = subprocess.run(
-        [*exe, "train", "--help"], capture_output=True, text=True, env={**os.environ, "COLUMNS": "400"}
-    ).stdout
+        res = runner.invoke(app, [command, "--help"], env={"COLUMNS": "400"})
+        assert res.exit_code == 0, command
+        assert "Usage" in res.output
+    train_help = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "400"}).output
     for name in list_datasets() + list_models():
         assert name in train_help
 

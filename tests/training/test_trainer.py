@@ -10,8 +10,8 @@ from covertml.data.base import Split
 from covertml.models import create_model_for
 from covertml.training import (
     ArrayData,
-    Trainer,
     TrainConfig,
+    Trainer,
     accuracy_on,
     flip_and_crop,
     recipe,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -107,7 +106,7 @@ def decode_archive(path: Path) -> dict[str, np.ndarray]:
     n_test=10000,
     classes=10,
 )
-def load(*, root: Path, use_cache: bool = True, **_: Any) -> Dataset:
+def load(*, root: Path, use_cache: bool = True) -> Dataset:
     """CIFAR-10 as ``uint8`` 32x32x3 images, 50,000 train / 10,000 test.
 
     Args:

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 
 from covertml.data.base import Dataset, Split
 from covertml.data.registry import register_dataset
@@ -22,8 +19,11 @@ from covertml.data.registry import register_dataset
     n_test=360,
     classes=10,
 )
-def load(*, root: Path, use_cache: bool = True, test_fraction: float = 0.2, **_: Any) -> Dataset:
+def load(*, root: Path, use_cache: bool = True, test_fraction: float = 0.2) -> Dataset:
     """Digits as ``uint8`` 8x8x1 images (0-16 scaled to 0-255), stratified seeded split."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
     bunch = load_digits()
     images = np.round(bunch.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
     labels = bunch.target.astype(np.int64)

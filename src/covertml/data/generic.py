@@ -65,7 +65,7 @@ def _labels(path: Path, name: str, y: np.ndarray, n: int) -> np.ndarray:
     takes_path=True,
     default_model="mlp",
 )
-def load_npz(*, path: Path, use_cache: bool = True, **_: Any) -> Dataset:
+def load_npz(*, path: Path, use_cache: bool = True) -> Dataset:
     """Loads ``uint8`` images and integer labels from an ``.npz`` file (no pickle).
 
     Args:
@@ -218,7 +218,6 @@ def load_imagefolder(
     use_cache: bool = True,
     size: tuple[int, int] | None = None,
     color: bool | None = None,
-    **_: Any,
 ) -> Dataset:
     """Loads a folder tree of images, one subfolder per class.
 

@@ -24,11 +24,9 @@ from __future__ import annotations
 import csv
 import re
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from PIL import Image
-from sklearn.model_selection import train_test_split
 
 from covertml.data.archive import decode_image, image_to_array, iter_tar_files, require_file
 from covertml.data.base import Dataset, Split
@@ -154,7 +152,6 @@ def load_gender(
     resize: float = 0.5,
     color: bool = True,
     test_fraction: float = 0.2,
-    **_: Any,
 ) -> Dataset:
     """LFW gender: 13,224 labelled faces, stratified seeded 80/20 split of images.
 
@@ -179,6 +176,8 @@ def load_gender(
         )
     keep = np.array([i for i, p in enumerate(paths) if genders[p] in _GENDER_CODES])
     y = np.array([_GENDER_CODES[genders[paths[i]]] for i in keep], dtype=np.int64)
+    from sklearn.model_selection import train_test_split
+
     train_pos, test_pos = train_test_split(
         np.arange(len(keep)), test_size=test_fraction, random_state=_SEED, stratify=y
     )
@@ -212,7 +211,6 @@ def load_identity(
     resize: float = 0.5,
     color: bool = True,
     test_fraction: float = 0.2,
-    **_: Any,
 ) -> Dataset:
     """LFW identity: people with at least ``min_faces`` images, per-person seeded 80/20 split.
 

@@ -8,6 +8,7 @@ registered with ``takes_path=True`` and receive ``path`` instead of ``root``.
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -76,7 +77,7 @@ def archive_path(name: str, data_dir: str | os.PathLike[str] | None = None) -> P
 
 def require_archive(name: str, root: Path) -> Path:
     """Returns the archive of ``name`` under ``root`` or raises a helpful error."""
-    rel = DATASETS.get(name).meta["archive"]
+    rel: str = DATASETS.get(name).meta["archive"]
     path = root / rel
     if not path.is_file():
         raise DataNotFoundError(
@@ -127,6 +128,21 @@ def dataset_status(data_dir: str | os.PathLike[str] | None = None) -> list[Datas
     return out
 
 
+def _check_options(name: str, factory: Callable[..., Dataset], options: dict[str, Any]) -> None:
+    params = inspect.signature(factory).parameters
+    known = [
+        p
+        for p, spec in params.items()
+        if spec.kind is spec.KEYWORD_ONLY and p not in {"root", "path", "use_cache"}
+    ]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ConfigError(
+            f"dataset {name!r} has no option {unknown[0]!r}",
+            fix=f"its options are: {', '.join(known) or 'none'}",
+        )
+
+
 def create_dataset(
     name: str,
     *,
@@ -159,6 +175,7 @@ def create_dataset(
     """
     scheme, _, path = name.partition(":")
     entry = DATASETS.get(scheme)
+    _check_options(entry.name, entry.factory, options)
     if entry.meta.get("takes_path"):
         if not path:
             raise ConfigError(

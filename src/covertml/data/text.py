@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.feature_extraction.text import TfidfVectorizer
 
 from covertml.data import textcorpora
 from covertml.data.base import Dataset, Documents, Split
@@ -89,6 +88,8 @@ def token_sequences(
 
 def vectorize(corpus: textcorpora.RawCorpus, options: dict[str, Any]) -> dict[str, np.ndarray]:
     """TF-IDF (fit on train), token sequences and vocabulary, as arrays for the cache."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
     vec = TfidfVectorizer(dtype=np.float32, **options)
     x_train = sp.csr_matrix(vec.fit_transform(corpus.train.texts), dtype=np.float32)
     x_test = sp.csr_matrix(vec.transform(corpus.test.texts), dtype=np.float32)
@@ -159,7 +160,6 @@ def load_20news(
     max_features: int | None = None,
     ngram_range: tuple[int, int] = (1, 1),
     sublinear_tf: bool = False,
-    **_: Any,
 ) -> Dataset:
     """20 Newsgroups "bydate": 11,314 / 7,532 messages, 20 groups (sorted names).
 
@@ -191,7 +191,6 @@ def load_imdb(
     max_features: int | None = None,
     ngram_range: tuple[int, int] = (1, 1),
     sublinear_tf: bool = False,
-    **_: Any,
 ) -> Dataset:
     """IMDB large movie reviews: 25,000 / 25,000 reviews, classes ``("neg", "pos")``.
 

@@ -36,9 +36,10 @@ class SparseLinear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Returns class scores, shape ``N x classes``."""
         if x.layout == torch.sparse_csr:
-            x = x.to_sparse_coo()
+            x = x.to_sparse_coo()  # type: ignore[no-untyped-call]
         if x.is_sparse:
-            return torch.sparse.mm(x, self.weight.t()) + self.bias
+            out: torch.Tensor = torch.sparse.mm(x, self.weight.t()) + self.bias
+            return out
         return nn.functional.linear(x, self.weight, self.bias)
 
 

@@ -39,6 +39,7 @@ def to_model_input(x: np.ndarray | sp.spmatrix) -> torch.Tensor:
             torch.from_numpy(indices),
             torch.from_numpy(coo.data.astype(np.float32)),
             size=coo.shape,
+            check_invariants=False,
         ).coalesce()
     arr = np.asarray(x)
     if arr.dtype == np.uint8:
@@ -94,7 +95,7 @@ class ArrayData(TorchDataset[Batch]):
         return ArrayData(x, np.concatenate([self.y, other.y]))
 
 
-def _identity(batch: Batch) -> Batch:
+def _identity(batch: Any) -> Any:
     return batch
 
 
@@ -107,13 +108,12 @@ def make_loader(
 ) -> DataLoader[Any]:
     """A single-process loader; batched fetching when ``data`` is an :class:`ArrayData`."""
     generator = torch.Generator().manual_seed(seed)
-    collate = _identity if isinstance(data, ArrayData) else None
     return DataLoader(
         data,
         batch_size=batch_size,
         shuffle=shuffle,
         generator=generator,
-        collate_fn=collate,
+        collate_fn=_identity if isinstance(data, ArrayData) else None,
         num_workers=0,
     )
 

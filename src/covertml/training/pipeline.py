@@ -81,8 +81,8 @@ def train_and_save(
         >>> from covertml.data import create_dataset
         >>> ds = create_dataset("digits", train_limit=200, test_limit=50)
         >>> run = train_and_save(ds, tempfile.mkdtemp(), config=TrainConfig(epochs=1))
-        >>> run.model_path.name, sorted(run.metrics)[:3]
-        ('model.safetensors', ['dataset', 'model', 'n_parameters'])
+        >>> run.model_path.name, run.metrics["model"]["name"], len(run.metrics["history"])
+        ('model.safetensors', 'mlp', 1)
     """
     out = Path(out_dir)
     check_out_dir(out, overwrite=overwrite, files=("model.safetensors", "metrics.json"))

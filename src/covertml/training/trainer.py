@@ -279,7 +279,7 @@ class Trainer:
                         term_sums[term.name] += float(value.detach())
                         total = total + value
                     optimizer.zero_grad(set_to_none=True)
-                    total.backward()  # type: ignore[no-untyped-call]
+                    total.backward()
                     optimizer.step()
                     n = int(yb.shape[0])
                     totals["loss"] += float(loss.detach()) * n
