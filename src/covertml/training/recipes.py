@@ -26,7 +26,7 @@ _RECIPES: dict[str, dict[str, Any]] = {
         "augment": "flip-crop",
     },
     "lfw-gender": {
-        "epochs": 15,
+        "epochs": 8,
         "batch_size": 64,
         "lr": 1e-3,
         "optimizer": "adam",
@@ -42,7 +42,7 @@ _RECIPES: dict[str, dict[str, Any]] = {
         "weight_decay": 1e-5,
     },
     "20news": {"epochs": 10, "batch_size": 64, "lr": 2e-3, "optimizer": "adam"},
-    "imdb": {"epochs": 5, "batch_size": 64, "lr": 1e-3, "optimizer": "adam"},
+    "imdb": {"epochs": 6, "batch_size": 64, "lr": 3e-3, "optimizer": "adam", "weight_decay": 1e-5},
 }
 _FALLBACK: dict[str, Any] = {"epochs": 20, "batch_size": 64, "lr": 1e-3, "optimizer": "adam"}
 

@@ -30,6 +30,7 @@ from covertml.errors import ConfigError
 from covertml.models.registry import loss_name
 from covertml.training.batches import ArrayData, flip_and_crop, make_loader
 from covertml.training.evaluate import accuracy_on, as_loader
+from covertml.training.progress import ProgressBar
 
 log = logging.getLogger(__name__)
 
@@ -260,7 +261,7 @@ class Trainer:
         aug_gen = torch.Generator().manual_seed(cfg.seed + 1)
         history: list[EpochStats] = []
         start = time.perf_counter()
-        bar = _ProgressBar(self.progress, cfg.epochs, len(loader))
+        bar = ProgressBar(self.progress, cfg.epochs, len(loader))
         with bar:
             for epoch in range(1, cfg.epochs + 1):
                 t0 = time.perf_counter()
@@ -317,55 +318,3 @@ class Trainer:
         model.eval()
         final = accuracy_on(model, test_loader) if test_loader is not None else None
         return TrainResult(cfg, tuple(history), final, time.perf_counter() - start)
-
-
-class _ProgressBar:
-    """A rich progress bar, or nothing when disabled."""
-
-    def __init__(self, enabled: bool, epochs: int, steps: int) -> None:
-        self.enabled = enabled
-        self.epochs = epochs
-        self.steps = steps
-        self._progress: Any = None
-        self._task: Any = None
-
-    def __enter__(self) -> _ProgressBar:
-        if self.enabled:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeRemainingColumn,
-            )
-
-            self._progress = Progress(
-                TextColumn("[bold]train[/] {task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeRemainingColumn(),
-                TextColumn("{task.fields[status]}"),
-                transient=True,
-            )
-            self._progress.__enter__()
-            self._task = self._progress.add_task(
-                f"epoch 1/{self.epochs}", total=self.epochs * self.steps, status=""
-            )
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.__exit__(*exc)
-
-    def advance(self) -> None:
-        if self._progress is not None:
-            self._progress.advance(self._task)
-
-    def epoch_done(self, stats: EpochStats) -> None:
-        if self._progress is not None:
-            acc = "" if stats.test_accuracy is None else f"test acc {stats.test_accuracy:.3f}"
-            self._progress.update(
-                self._task,
-                description=f"epoch {min(stats.epoch + 1, self.epochs)}/{self.epochs}",
-                status=f"loss {stats.train_loss:.3f} {acc}",
-            )
