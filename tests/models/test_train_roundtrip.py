@@ -9,7 +9,7 @@ import torch
 
 from covertml.data.base import Split
 from covertml.models import MODELS, create_model, list_models, load_model, save_model
-from covertml.training import ArrayData, Trainer, TrainConfig, predict_labels
+from covertml.training import ArrayData, TrainConfig, Trainer, predict_labels
 
 IMAGE_SHAPE = {"face-cnn": (3, 24, 20)}
 

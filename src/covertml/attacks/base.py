@@ -1,0 +1,184 @@
+"""What every attack provides, and the attack registry.
+
+An attack is a small frozen dataclass of keyword-only options. :meth:`Attack.plan` looks at
+the model and the training data the malicious code is handed and returns an
+:class:`AttackPlan`: the secret it will steal, the trainer hooks that steal it, and the
+adversary's :class:`~covertml.attacks.key.AttackKey`. :meth:`Attack.decode` is the
+adversary's side: from the released model and the key alone, it recovers the secret.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from torch import nn
+
+from covertml.attacks.key import AttackKey
+from covertml.attacks.secrets import Secret
+from covertml.data.base import Dataset, Split
+from covertml.errors import ConfigError
+from covertml.registry import Registry
+from covertml.training.trainer import Callback, LossTerm, PostStep, TrainConfig, Trainer
+
+Threat = Literal["white-box", "black-box"]
+
+
+@dataclass(frozen=True, eq=False)
+class AttackPlan:
+    """A prepared attack: the secret, the trainer hooks and the key.
+
+    Use :meth:`trainer` to get a :class:`~covertml.training.Trainer` that trains with the
+    hooks, or plug ``loss_terms`` / ``extra_data`` / ``post_steps`` into your own loop.
+    """
+
+    secret: Secret
+    key: AttackKey
+    loss_terms: tuple[LossTerm, ...] = ()
+    post_steps: tuple[PostStep, ...] = ()
+    extra_data: Split | None = None
+    callbacks: tuple[Callback, ...] = ()
+
+    def trainer(self, config: TrainConfig, *, progress: bool = False) -> Trainer:
+        """A trainer that runs this attack during (and after) training."""
+        return Trainer(
+            config,
+            loss_terms=self.loss_terms,
+            extra_data=self.extra_data,
+            post_steps=self.post_steps,
+            callbacks=self.callbacks,
+            progress=progress,
+        )
+
+
+class Attack(ABC):
+    """Base class of the attacks (subclasses are frozen dataclasses)."""
+
+    name: ClassVar[str]
+    threat: ClassVar[Threat]
+
+    @abstractmethod
+    def plan(
+        self, model: nn.Module, dataset: Dataset, *, n_secrets: int | None = None, seed: int = 0
+    ) -> AttackPlan:
+        """Prepares the attack for ``model`` trained on ``dataset``.
+
+        Args:
+            model: The freshly built model the training code will train.
+            dataset: The training data handed to the training code.
+            n_secrets: Items to steal (default: as many as fit).
+            seed: Seed of every keyed choice.
+        """
+
+    @classmethod
+    @abstractmethod
+    def decode(cls, model: nn.Module, key: AttackKey) -> Secret:
+        """Recovers the secret from a released ``model`` and the adversary's ``key``."""
+
+    def options(self) -> dict[str, Any]:
+        """The attack's options (stored in the key)."""
+        return dataclasses.asdict(self)  # type: ignore[call-overload, no-any-return]
+
+    def make_key(
+        self,
+        secret: Secret,
+        *,
+        carriers: Any = None,
+        seed: int,
+        model: nn.Module,
+        dataset: Dataset,
+        settings: dict[str, Any] | None = None,
+    ) -> AttackKey:
+        """Builds this attack's key."""
+        from covertml.models.registry import model_spec
+
+        try:
+            arch = model_spec(model).to_dict()
+        except ValueError:
+            arch = {"name": type(model).__name__, "args": {}}
+        return AttackKey(
+            attack=self.name,
+            settings={**self.options(), **(settings or {})},
+            secret=secret.spec(),
+            carriers=carriers,
+            seed=seed,
+            architecture=arch,
+            dataset={"name": dataset.name},
+        )
+
+
+ATTACKS: Registry[Attack] = Registry("attack")
+
+
+def register_attack(cls: type[Attack]) -> type[Attack]:
+    """Class decorator registering an attack under ``cls.name``."""
+    doc = (cls.__doc__ or "").strip().splitlines()
+    ATTACKS.register(cls.name, help=doc[0] if doc else "", threat=cls.threat, cls=cls)(cls)
+    return cls
+
+
+def list_attacks() -> list[str]:
+    """Registered attack names."""
+    return ATTACKS.names()
+
+
+def attack_options(name: str) -> list[str]:
+    """The option names attack ``name`` accepts."""
+    cls = ATTACKS.get(name).meta["cls"]
+    return [f.name for f in dataclasses.fields(cls)]
+
+
+def create_attack(name: str, **options: Any) -> Attack:
+    """Builds attack ``name`` with ``options`` (unknown options are a clear error).
+
+    Example:
+        >>> create_attack("sign", lam=10.0).options()["lam"]
+        10.0
+    """
+    known = attack_options(name)
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ConfigError(
+            f"attack {name!r} has no option {unknown[0]!r}",
+            fix=f"its options are: {', '.join(known)}",
+        )
+    return ATTACKS.create(name, **options)
+
+
+def decode_secret(model: nn.Module, key: AttackKey) -> Secret:
+    """Recovers the secret with the attack named in ``key``."""
+    cls: type[Attack] = ATTACKS.get(key.attack).meta["cls"]
+    return cls.decode(model, key)
+
+
+def symbols_to_bits(values: Sequence[int] | Any, bits_per_symbol: int) -> Any:
+    """``uint8`` 0/1 array of each symbol's bits, most significant first.
+
+    Example:
+        >>> import numpy as np
+        >>> symbols_to_bits(np.array([5]), 4).tolist()
+        [0, 1, 0, 1]
+    """
+    import numpy as np
+
+    v = np.asarray(values, dtype=np.int64)
+    shifts = np.arange(bits_per_symbol - 1, -1, -1, dtype=np.int64)
+    return ((v[:, None] >> shifts) & 1).astype(np.uint8).reshape(-1)
+
+
+def bits_to_symbols(bits: Any, bits_per_symbol: int) -> Any:
+    """Inverse of :func:`symbols_to_bits`.
+
+    Example:
+        >>> import numpy as np
+        >>> bits_to_symbols(np.array([0, 1, 0, 1]), 4).tolist()
+        [5]
+    """
+    import numpy as np
+
+    b = np.asarray(bits, dtype=np.int64).reshape(-1, bits_per_symbol)
+    weights = 1 << np.arange(bits_per_symbol - 1, -1, -1, dtype=np.int64)
+    return b @ weights

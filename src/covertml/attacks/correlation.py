@@ -1,0 +1,144 @@
+"""Correlated value encoding (white-box, malicious regularizer).
+
+Adds ``-lam * |pearson(theta, s)|`` to the training loss, where ``theta`` are the first
+carriers and ``s`` the secret's symbols (one pixel or token id per parameter). After
+training the carriers are an (approximately) affine image of the secret.
+
+Polarity: ``|r|`` leaves the sign free. The decoder resolves it -- and, for text, the scale
+-- **without the original data** from a keyed *pilot block*: the first ``pilot`` carriers
+are correlated with pseudo-random symbols drawn from the key's seed, which the decoder
+regenerates. ``polarity="signed"`` instead trains ``-lam * r`` (positive by construction).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from covertml.attacks.base import Attack, AttackPlan, register_attack
+from covertml.attacks.carriers import CarrierMap
+from covertml.attacks.key import AttackKey
+from covertml.attacks.secrets import Secret, check_fits, secret_from_dataset
+from covertml.data.base import Dataset
+from covertml.errors import ConfigError
+
+
+def pilot_symbols(n: int, levels: int, seed: int) -> np.ndarray:
+    """The keyed pilot block: ``n`` symbols uniform over ``[0, levels)``."""
+    rng = np.random.default_rng([seed, 0x9E3779B9])
+    return rng.integers(0, levels, size=n, dtype=np.int64)
+
+
+class CorrelationLoss(nn.Module):
+    """``-lam * |pearson(theta[:l], target)|`` over a carrier map; a trainer loss term.
+
+    Example:
+        >>> model = nn.Linear(10, 2, bias=False)
+        >>> term = CorrelationLoss(CarrierMap.from_model(model), np.arange(20.0), lam=1.0)
+        >>> with torch.no_grad():
+        ...     _ = model.weight.copy_(torch.arange(20.0).view(2, 10) * 3 + 1)
+        >>> round(float(term(model).detach()), 4)
+        -1.0
+    """
+
+    name = "correlation"
+
+    def __init__(
+        self, carriers: CarrierMap, target: np.ndarray, *, lam: float, signed: bool = False
+    ) -> None:
+        super().__init__()
+        t = torch.as_tensor(np.asarray(target, dtype=np.float64))
+        t = t - t.mean()
+        self.register_buffer("target", (t / t.norm().clamp_min(1e-12)).float())
+        self.carriers = carriers
+        self.lam = lam
+        self.signed = signed
+
+    def forward(self, model: nn.Module) -> torch.Tensor:
+        """The loss term for the current parameters."""
+        target = self.get_buffer("target")
+        theta = self.carriers.flat(model)[: target.numel()]
+        centered = theta - theta.mean()
+        r = (centered * target.to(theta.device)).sum() / centered.norm().clamp_min(1e-12)
+        loss: torch.Tensor = -self.lam * (r if self.signed else r.abs())
+        return loss
+
+
+@register_attack
+@dataclass(frozen=True, kw_only=True)
+class CorrelationAttack(Attack):
+    """Correlated value encoding: a regularizer correlating the weights with the secret.
+
+    Args:
+        lam: Strength ``lambda_c`` of the correlation term (the paper's code default: 1.0).
+        polarity: ``pilot`` (paper's ``|r|`` term, sign and scale from a keyed pilot block)
+            or ``signed`` (train ``-lam * r``).
+        pilot: Size of the pilot block in carriers.
+        scaling: How an image block is mapped back to 0-255: ``minmax`` (per image, the
+            paper's) or ``pilot`` (the affine map fitted on the pilot block). Text always
+            uses the pilot map.
+        clip: With ``minmax``, map the ``clip``-th and ``(100 - clip)``-th percentile of
+            each image block (rather than its min and max) to 0 and 255, so a few extreme
+            weights do not compress the whole image's range (0 = the paper's min-max).
+    """
+
+    name: ClassVar[str] = "correlation"
+    threat: ClassVar = "white-box"
+
+    lam: float = 1.0
+    polarity: Literal["pilot", "signed"] = "pilot"
+    pilot: int = 256
+    scaling: Literal["minmax", "pilot"] = "minmax"
+    clip: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.clip < 50:
+            raise ConfigError(f"clip must be in [0, 50), got {self.clip}", fix="e.g. clip=2")
+        if self.lam < 0 or self.pilot < 0 or (self.polarity == "pilot" and self.pilot < 16):
+            raise ConfigError(
+                "lam must be >= 0 and the pilot block at least 16 carriers",
+                fix="e.g. lam=1.0 pilot=256",
+            )
+
+    def plan(
+        self, model: nn.Module, dataset: Dataset, *, n_secrets: int | None = None, seed: int = 0
+    ) -> AttackPlan:
+        """Chooses the secret and returns the correlation loss term."""
+        cmap = CarrierMap.from_model(model)
+        full = secret_from_dataset(dataset)
+        room = cmap.size - self.pilot
+        secret = check_fits(full, n_secrets, room, what=f"{room:,} carriers (after the pilot)")
+        target = np.concatenate([pilot_symbols(self.pilot, secret.levels, seed), secret.values])
+        term = CorrelationLoss(cmap, target, lam=self.lam, signed=self.polarity == "signed")
+        key = self.make_key(secret, carriers=cmap, seed=seed, model=model, dataset=dataset)
+        return AttackPlan(secret, key, loss_terms=(term,))
+
+    @classmethod
+    def decode(cls, model: nn.Module, key: AttackKey) -> Secret:
+        """Maps the carriers back to symbols (polarity and scale from the pilot block)."""
+        assert key.carriers is not None
+        s = key.settings
+        n_pilot, levels = int(s["pilot"]), int(key.secret["levels"])
+        n = Secret.spec_symbols(key.secret)
+        theta = key.carriers.read_numpy(model)[: n_pilot + n].astype(np.float64)
+        slope, intercept = 1.0, 0.0
+        if n_pilot:
+            known = pilot_symbols(n_pilot, levels, key.seed).astype(np.float64)
+            slope, intercept = np.polyfit(theta[:n_pilot], known, 1)
+        body = theta[n_pilot:]
+        if s["polarity"] == "signed":
+            slope = abs(slope)
+        template = Secret.from_spec(key.secret, np.zeros(n, np.int64))
+        if template.kind == "image" and s.get("scaling", "minmax") == "minmax":
+            blocks = body.reshape(template.count, -1) * np.sign(slope or 1.0)
+            clip = float(s.get("clip", 0.0))
+            lo = np.percentile(blocks, clip, axis=1, keepdims=True)
+            hi = np.percentile(blocks, 100 - clip, axis=1, keepdims=True)
+            values = np.round(255 * (blocks - lo) / np.maximum(hi - lo, 1e-12)).reshape(-1)
+        else:
+            values = np.round(slope * body + intercept)
+        return template.with_values(np.clip(values, 0, levels - 1).astype(np.int64))

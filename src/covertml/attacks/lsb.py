@@ -1,0 +1,186 @@
+"""LSB encoding (white-box, post-processing): the secret in the low bits of the weights.
+
+Train honestly, then overwrite the lowest ``bits`` bits of every float32 carrier with the
+payload (compressed secret, optionally encrypted and Reed-Solomon protected, framed with
+its length and CRC -- see :mod:`covertml.attacks.payload`). The paper reports that roughly
+18-26 low bits can be overwritten with negligible accuracy change.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+from torch import nn
+
+from covertml.attacks import payload as pl
+from covertml.attacks.base import Attack, AttackPlan, register_attack
+from covertml.attacks.bits import capacity_bytes, check_bits, embed_low_bits, extract_low_bits
+from covertml.attacks.carriers import CarrierMap, Rule
+from covertml.attacks.key import AttackKey
+from covertml.attacks.secrets import Secret, secret_from_dataset
+from covertml.data.base import Dataset
+from covertml.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def serialize(secret: Secret) -> bytes:
+    """The secret's symbols as bytes: 1 per pixel, 2 or 4 (big-endian) per token id."""
+    if secret.levels <= 256:
+        return secret.values.astype(np.uint8).tobytes()
+    dtype = ">u2" if secret.levels <= 65536 else ">u4"
+    return secret.values.astype(dtype).tobytes()
+
+
+def deserialize(data: bytes, levels: int) -> np.ndarray:
+    """Inverse of :func:`serialize`."""
+    dtype = "u1" if levels <= 256 else (">u2" if levels <= 65536 else ">u4")
+    width = np.dtype(dtype).itemsize
+    if len(data) % width:
+        raise pl.PayloadError("the payload length does not match the secret", fix=pl._FIX)
+    return np.frombuffer(data, dtype=dtype).astype(np.int64)
+
+
+@register_attack
+@dataclass(frozen=True, kw_only=True)
+class LSBAttack(Attack):
+    """LSB encoding: the compressed secret in the low bits of every float32 carrier.
+
+    Args:
+        bits: Low bits overwritten per carrier (1-31).
+        compression: ``lzma`` (default, smallest here), ``zlib``, ``png-gzip`` (the paper's)
+            or ``none``.
+        passphrase: Encrypt with ChaCha20-Poly1305 under a key derived from it.
+        ecc_symbols: Reed-Solomon parity bytes per 255-byte block (0 = off).
+        carrier_rule: ``weights`` (default) or ``all-float`` (also biases and batch-norm
+            statistics, as the paper's reference code does).
+
+    Example:
+        >>> from covertml.data import create_dataset
+        >>> from covertml.models import create_model_for
+        >>> ds = create_dataset("digits")
+        >>> model = create_model_for(ds)
+        >>> plan = LSBAttack(bits=16).plan(model, ds, n_secrets=20)
+        >>> for step in plan.post_steps:
+        ...     step(model)
+        >>> recovered = LSBAttack.decode(model, plan.key)
+        >>> bool((recovered.values == plan.secret.values).all())
+        True
+    """
+
+    name: ClassVar[str] = "lsb"
+    threat: ClassVar = "white-box"
+
+    bits: int = 16
+    compression: pl.Compression = "lzma"
+    passphrase: str | None = None
+    ecc_symbols: int = 0
+    carrier_rule: Rule = "weights"
+
+    def __post_init__(self) -> None:
+        check_bits(self.bits)
+        if self.compression not in pl.COMPRESSIONS:
+            raise ConfigError(
+                f"unknown compression {self.compression!r}",
+                fix="use one of: " + ", ".join(pl.COMPRESSIONS),
+            )
+        if not 0 <= self.ecc_symbols < 255 or self.ecc_symbols % 2:
+            raise ConfigError("ecc_symbols must be even and below 255", fix="e.g. 32")
+
+    def _encode(self, secret: Secret) -> bytes:
+        body = pl.compress(serialize(secret), self.compression, image_shape=secret.image_shape)
+        return pl.frame(body, passphrase=self.passphrase, ecc_symbols=self.ecc_symbols)
+
+    def _framed_len(self, secret: Secret) -> int:
+        body = pl.compress(serialize(secret), self.compression, image_shape=secret.image_shape)
+        return pl.framed_size(
+            len(body), encrypted=self.passphrase is not None, ecc_symbols=self.ecc_symbols
+        )
+
+    def _fit(self, secret: Secret, capacity: int, n_secrets: int | None) -> Secret:
+        if self.compression == "png-gzip" and secret.kind != "image":
+            raise ConfigError("png-gzip compresses images only", fix="use lzma or zlib for text")
+        if n_secrets is not None:
+            chosen = secret.first(min(n_secrets, secret.count))
+            if n_secrets > secret.count:
+                raise ConfigError(
+                    f"asked for {n_secrets} secret items but the training set has {secret.count}",
+                    fix=f"use --n-secrets {secret.count} or fewer",
+                )
+            need = self._framed_len(chosen)
+            if need > capacity:
+                raise ConfigError(
+                    f"{n_secrets} secret items need {need:,} payload bytes but the carriers "
+                    f"hold {capacity:,} at {self.bits} bits",
+                    fix=f"use fewer --n-secrets (about {self._max_fit(secret, capacity)}) "
+                    "or more --bits",
+                )
+            return chosen
+        n = self._max_fit(secret, capacity)
+        if n == 0:
+            raise ConfigError(
+                f"not even one secret item fits in {capacity:,} payload bytes",
+                fix="use more --bits or a larger model",
+            )
+        return secret.first(n)
+
+    def _max_fit(self, secret: Secret, capacity: int) -> int:
+        """Largest n whose framed payload fits, by estimate then exact check."""
+        lo, hi = 0, secret.count
+        probe = min(hi, max(1, secret.fit_count(max(capacity, 1))))
+        size = self._framed_len(secret.first(probe))
+        ratio = max(size / max(secret.size_of(probe), 1), 1e-3)
+        guess = min(hi, secret.fit_count(int(capacity / ratio)))
+        for _ in range(40):  # exact bisection around the estimate
+            if self._framed_len(secret.first(guess)) <= capacity:
+                lo = guess
+            else:
+                hi = guess - 1
+            if lo >= hi:
+                break
+            guess = (lo + hi + 1) // 2
+        return lo
+
+    def plan(
+        self, model: nn.Module, dataset: Dataset, *, n_secrets: int | None = None, seed: int = 0
+    ) -> AttackPlan:
+        """Chooses the secret and returns the post-training step that embeds it."""
+        cmap = CarrierMap.from_model(model, rule=self.carrier_rule)
+        capacity = capacity_bytes(cmap.size, self.bits)
+        full = secret_from_dataset(dataset)
+        secret = self._fit(full, capacity, n_secrets)
+        bits = self.bits
+
+        def embed(trained: nn.Module) -> None:
+            data = self._encode(secret)  # encrypted payloads get a fresh salt and nonce
+            cmap.write_numpy(trained, embed_low_bits(cmap.read_numpy(trained), data, bits))
+            log.info("LSB: wrote %d payload bytes into %d carriers", len(data), cmap.size)
+
+        key = self.make_key(secret, carriers=cmap, seed=seed, model=model, dataset=dataset)
+        return AttackPlan(secret, key, post_steps=(embed,))
+
+    @classmethod
+    def decode(cls, model: nn.Module, key: AttackKey) -> Secret:
+        """Reads the payload back from the low bits and decompresses it."""
+        assert key.carriers is not None
+        s = key.settings
+        floats = key.carriers.read_numpy(model)
+        bits = int(s["bits"])
+        capacity = capacity_bytes(floats.shape[0], bits)
+        body = pl.unframe(
+            lambda n: extract_low_bits(floats, bits, n),
+            passphrase=s.get("passphrase"),
+            ecc_symbols=int(s.get("ecc_symbols", 0)),
+            capacity=capacity,
+        )
+        values = deserialize(pl.decompress(body, s["compression"]), int(key.secret["levels"]))
+        expected = Secret.spec_symbols(key.secret)
+        if values.size != expected:
+            raise pl.PayloadError(
+                f"the payload holds {values.size} symbols but the key expects {expected}",
+                fix="use the key written for this model",
+            )
+        return Secret.from_spec(key.secret, values)

@@ -1,0 +1,106 @@
+"""Sign encoding (white-box, malicious regularizer): one secret bit per weight's sign.
+
+Each secret bit becomes ``s_i = +1`` or ``-1``; the term ``lam * mean(max(0, margin -
+theta_i * s_i))`` pushes every carrier's sign to its bit. Decoding reads ``theta_i > 0``
+and packs the bits back into pixels (8 bits, most significant first) or token ids.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from covertml.attacks.base import (
+    Attack,
+    AttackPlan,
+    bits_to_symbols,
+    register_attack,
+    symbols_to_bits,
+)
+from covertml.attacks.carriers import CarrierMap
+from covertml.attacks.key import AttackKey
+from covertml.attacks.secrets import Secret, check_fits, secret_from_dataset
+from covertml.data.base import Dataset
+from covertml.errors import ConfigError
+
+
+class SignLoss(nn.Module):
+    """``lam * mean(max(0, margin - theta[:l] * s))`` with ``s`` in {-1, +1}.
+
+    Example:
+        >>> model = nn.Linear(2, 1, bias=False)
+        >>> term = SignLoss(CarrierMap.from_model(model), np.array([1, 0]), lam=1.0)
+        >>> with torch.no_grad():
+        ...     _ = model.weight.copy_(torch.tensor([[-2.0, -1.0]]))
+        >>> float(term(model).detach())  # first weight has the wrong sign: max(0, 2) / 2
+        1.0
+    """
+
+    name = "sign"
+
+    def __init__(
+        self, carriers: CarrierMap, bits: np.ndarray, *, lam: float, margin: float = 0.0
+    ) -> None:
+        super().__init__()
+        signs = torch.as_tensor(np.asarray(bits, dtype=np.float32) * 2 - 1)
+        self.register_buffer("signs", signs)
+        self.carriers = carriers
+        self.lam = lam
+        self.margin = margin
+
+    def forward(self, model: nn.Module) -> torch.Tensor:
+        """The loss term for the current parameters."""
+        signs = self.get_buffer("signs")
+        theta = self.carriers.flat(model)[: signs.numel()]
+        return self.lam * torch.relu(self.margin - theta * signs.to(theta.device)).mean()
+
+
+@register_attack
+@dataclass(frozen=True, kw_only=True)
+class SignAttack(Attack):
+    """Sign encoding: a regularizer that sets each carrier's sign to one secret bit.
+
+    Args:
+        lam: Strength ``lambda_s`` of the sign term (the paper: about 10-50).
+        margin: Hinge margin; 0 is the paper's term, a small margin (e.g. 1e-3) keeps
+            weights away from zero so later noise flips fewer signs.
+    """
+
+    name: ClassVar[str] = "sign"
+    threat: ClassVar = "white-box"
+
+    lam: float = 10.0
+    margin: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.lam < 0 or self.margin < 0:
+            raise ConfigError("lam and margin must be >= 0", fix="e.g. lam=10 margin=0")
+
+    def plan(
+        self, model: nn.Module, dataset: Dataset, *, n_secrets: int | None = None, seed: int = 0
+    ) -> AttackPlan:
+        """Chooses the secret and returns the sign loss term."""
+        cmap = CarrierMap.from_model(model)
+        full = secret_from_dataset(dataset)
+        bps = full.bits_per_symbol
+        secret = check_fits(
+            full, n_secrets, cmap.size // bps, what=f"{cmap.size:,} carriers at {bps} bits/symbol"
+        )
+        term = SignLoss(cmap, symbols_to_bits(secret.values, bps), lam=self.lam, margin=self.margin)
+        key = self.make_key(secret, carriers=cmap, seed=seed, model=model, dataset=dataset)
+        return AttackPlan(secret, key, loss_terms=(term,))
+
+    @classmethod
+    def decode(cls, model: nn.Module, key: AttackKey) -> Secret:
+        """Reads one bit per carrier sign and packs the bits into symbols."""
+        assert key.carriers is not None
+        template = Secret.from_spec(key.secret, np.zeros(0, np.int64))
+        bps = template.bits_per_symbol
+        n_bits = Secret.spec_symbols(key.secret) * bps
+        bits = key.carriers.read_numpy(model)[:n_bits] > 0
+        values = bits_to_symbols(bits, bps)
+        return template.with_values(np.clip(values, 0, template.levels - 1))
