@@ -70,6 +70,8 @@ def ssim(original: np.ndarray, recovered: np.ndarray, *, data_range: float = 255
         a, b = a[None], b[None]
     win = min(7, a.shape[-1], a.shape[-2])
     win -= 1 - win % 2
+    if win < 3:
+        raise ValueError(f"SSIM needs images of at least 3 x 3 pixels, got {a.shape[-2:]}")
     scores = [
         structural_similarity(x, y, data_range=data_range, win_size=win)  # type: ignore[no-untyped-call]
         for x, y in zip(a, b, strict=True)

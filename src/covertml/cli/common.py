@@ -55,6 +55,13 @@ def model_help() -> str:
     return "Model (default: the dataset's recipe): " + ", ".join(list_models()) + "."
 
 
+def attack_help() -> str:
+    """Help text listing the registered attacks."""
+    from covertml.attacks import list_attacks
+
+    return "Train maliciously with this attack: " + ", ".join(list_attacks()) + "."
+
+
 def default_model(dataset: str) -> str:
     """The registry's default model for ``dataset``."""
     return str(DATASETS.get(dataset.partition(":")[0]).meta["default_model"])

@@ -8,16 +8,21 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from covertml.attacks import AttackKey, create_attack
+from covertml.attacks.extract import extract as run_extract
 from covertml.cli.common import (
     DataDirOpt,
     DatasetOpt,
     JsonOpt,
+    attack_help,
     console,
     model_help,
     parse_kv,
     print_json,
 )
 from covertml.data import create_dataset
+from covertml.errors import ConfigError
+from covertml.models import load_model
 from covertml.training import recipe
 from covertml.training.pipeline import train_and_save
 
@@ -40,9 +45,30 @@ def train(
     test_limit: Annotated[int | None, typer.Option(help="Test on a seeded subset.")] = None,
     data_dir: DataDirOpt = None,
     overwrite: Annotated[bool, typer.Option(help="Replace results already in --out.")] = False,
+    attack: Annotated[str | None, typer.Option(help=attack_help())] = None,
+    n_secrets: Annotated[
+        int | None, typer.Option(help="Training items to steal (default: as many as fit).")
+    ] = None,
+    bits: Annotated[int | None, typer.Option(help="[lsb] low bits per float.")] = None,
+    compression: Annotated[
+        str | None, typer.Option(help="[lsb] lzma, zlib, png-gzip or none.")
+    ] = None,
+    passphrase: Annotated[str | None, typer.Option(help="[lsb] encrypt the payload.")] = None,
+    ecc_symbols: Annotated[
+        int | None, typer.Option(help="[lsb] Reed-Solomon bytes per 255-byte block.")
+    ] = None,
+    lam: Annotated[float | None, typer.Option(help="[correlation, sign] strength.")] = None,
+    margin: Annotated[float | None, typer.Option(help="[sign] hinge margin.")] = None,
+    attack_opt: Annotated[
+        list[str] | None, typer.Option(help="Any attack option KEY=VALUE (repeatable).")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Train a model honestly; writes OUT/model.safetensors and OUT/metrics.json."""
+    """Train a model, honestly or with --attack.
+
+    Writes OUT/model.safetensors and OUT/metrics.json, and for an attack the adversary's
+    OUT/key.json (everything the decoder needs; the model file carries no hint of it).
+    """
     ds = create_dataset(
         dataset, data_dir=data_dir, train_limit=train_limit, test_limit=test_limit, seed=seed
     )
@@ -55,6 +81,22 @@ def train(
         weight_decay=weight_decay,
         seed=seed,
     )
+    shortcuts = {
+        "bits": bits,
+        "compression": compression,
+        "passphrase": passphrase,
+        "ecc_symbols": ecc_symbols,
+        "lam": lam,
+        "margin": margin,
+    }
+    options = {k: v for k, v in shortcuts.items() if v is not None}
+    options.update(parse_kv(attack_opt, option="--attack-opt"))
+    chosen = None
+    if attack is not None:
+        chosen = create_attack(attack, **options)
+    elif options or n_secrets is not None:
+        raise ConfigError("attack options were given without --attack", fix="add --attack NAME")
+    ref = {"name": dataset, "train_limit": train_limit, "test_limit": test_limit, "seed": seed}
     run = train_and_save(
         ds,
         out,
@@ -63,6 +105,9 @@ def train(
         config=config,
         overwrite=overwrite,
         progress=not as_json,
+        attack=chosen,
+        n_secrets=n_secrets,
+        dataset_ref=ref,
     )
     if as_json:
         print_json(run.metrics)
@@ -72,7 +117,21 @@ def train(
         f"({len(ds.train)} examples, {run.result.seconds:.1f}s): "
         f"test accuracy [bold]{run.result.test_accuracy:.4f}[/]"
     )
+    if run.plan is not None:
+        info = run.metrics["attack"]
+        console.print(
+            f"attack [bold]{info['name']}[/]: {info['items']} training items "
+            f"({info['bits_encoded']:,} bits) hidden in {info['carriers']:,} carrier parameters"
+        )
+        console.print(f"adversary's key: {run.key_path}")
     console.print(f"wrote {run.model_path} and {run.metrics_path}")
+
+
+DEMO_ATTACKS: tuple[tuple[str, dict[str, object]], ...] = (
+    ("lsb", {"bits": 16, "passphrase": "demo-passphrase"}),
+    ("correlation", {"lam": 5.0, "clip": 2.0}),
+    ("sign", {"lam": 50.0}),
+)
 
 
 def demo(
@@ -80,29 +139,54 @@ def demo(
     epochs: Annotated[int | None, typer.Option(help="Epochs (default: recipe).")] = None,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
 ) -> None:
-    """Run the demo on the embedded digits data (no files needed)."""
+    """Run the demo on the embedded digits data (no files needed).
+
+    Trains an honest baseline and one model per white-box attack, extracts the hidden
+    training images from each released model with its key, and shows what came back.
+    """
     console.rule("[bold]covertml demo[/] -- digits (embedded)")
     ds = create_dataset("digits")
     console.print(f"dataset: digits, {len(ds.train)} train / {len(ds.test)} test 8x8 images")
-    honest = train_and_save(
-        ds,
-        out / "honest",
-        config=recipe("digits", epochs=epochs, seed=seed),
-        overwrite=True,
-        progress=True,
-    )
-    table = Table(title="demo summary")
-    for col in ("model", "attack", "test accuracy", "train time", "file"):
+    config = recipe("digits", epochs=epochs, seed=seed)
+    table = Table(title="demo summary: honest vs malicious training code")
+    for col in ("training code", "test acc", "delta", "images stolen", "MAPE", "SSIM"):
         table.add_column(col)
-    table.add_row(
-        honest.metrics["model"]["name"],
-        "none (honest baseline)",
-        f"{honest.result.test_accuracy:.4f}",
-        f"{honest.result.seconds:.1f}s",
-        str(honest.model_path),
-    )
+    console.print("[bold]1/4[/] honest baseline")
+    honest = train_and_save(ds, out / "honest", config=config, overwrite=True, progress=True)
+    base = honest.result.test_accuracy or 0.0
+    table.add_row("honest", f"{base:.4f}", "", "", "", "")
+    for i, (name, options) in enumerate(DEMO_ATTACKS, start=2):
+        console.print(f"[bold]{i}/4[/] attack [bold]{name}[/] {options}")
+        run = train_and_save(
+            ds,
+            out / name,
+            config=config,
+            overwrite=True,
+            progress=True,
+            attack=create_attack(name, **options),
+            dataset_ref={"name": "digits", "seed": seed},
+        )
+        assert run.plan is not None
+        loaded = load_model(run.model_path).model  # the adversary sees only the file + key
+        result = run_extract(
+            loaded, AttackKey.load(run.key_path or ""), out / name / "extracted", dataset="digits"
+        )
+        acc = run.result.test_accuracy or 0.0
+        s = result.scores
+        assert s is not None and s.mape is not None
+        table.add_row(
+            name,
+            f"{acc:.4f}",
+            f"{100 * (acc - base):+.2f} pts",
+            str(result.items),
+            f"{s.mape:.2f}",
+            "n/a" if s.ssim is None else f"{s.ssim:.3f}",
+        )
     console.print(table)
-    console.print(f"results in {out}/")
+    console.print("original (top) vs recovered (bottom) images:")
+    for name, _ in DEMO_ATTACKS:
+        console.print(f"  {out / name / 'extracted' / 'original_vs_recovered.png'}")
+    console.print(f"results in {out}/ (each folder: model.safetensors, key.json, extracted/)")
 
 
 def register(app: typer.Typer) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import platform
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from covertml import __version__
+from covertml.attacks.base import Attack, AttackPlan
 from covertml.data.base import Dataset
 from covertml.errors import ConfigError
 from covertml.models.files import save_model
@@ -32,6 +33,8 @@ class TrainedModel:
     model_path: Path
     metrics_path: Path
     metrics: dict[str, Any]
+    plan: AttackPlan | None = None
+    key_path: Path | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able summary (the metrics written to ``metrics.json``)."""
@@ -59,6 +62,9 @@ def train_and_save(
     overwrite: bool = False,
     progress: bool = False,
     extra_metrics: dict[str, Any] | None = None,
+    attack: Attack | None = None,
+    n_secrets: int | None = None,
+    dataset_ref: dict[str, Any] | None = None,
 ) -> TrainedModel:
     """Trains a fresh model on ``dataset`` and writes its file and metrics into ``out_dir``.
 
@@ -75,6 +81,9 @@ def train_and_save(
         overwrite: Replace existing results in ``out_dir``.
         progress: Show progress bars.
         extra_metrics: Merged into ``metrics.json``.
+        attack: Train maliciously with this attack; also writes ``key.json``.
+        n_secrets: Items the attack steals (default: as many as fit).
+        dataset_ref: How to reload the training data (stored in the key for scoring).
 
     Example:
         >>> import tempfile
@@ -85,10 +94,16 @@ def train_and_save(
         ('model.safetensors', 'mlp', 1)
     """
     out = Path(out_dir)
-    check_out_dir(out, overwrite=overwrite, files=("model.safetensors", "metrics.json"))
+    files = ("model.safetensors", "metrics.json") + (("key.json",) if attack else ())
+    check_out_dir(out, overwrite=overwrite, files=files)
     seed_everything(config.seed)
     model = create_model_for(dataset, model_name, **(model_args or {}))
-    trainer = trainer or Trainer(config, progress=progress)
+    plan = None
+    if attack is not None:
+        plan = attack.plan(model, dataset, n_secrets=n_secrets, seed=config.seed)
+        plan = replace(plan, key=replace(plan.key, dataset=dataset_ref or {"name": dataset.name}))
+        trainer = plan.trainer(config)
+    trainer = trainer or Trainer(config)
     trainer.config = config
     trainer.progress = progress
     result = trainer.fit(model, dataset.train, test_data=dataset.test)
@@ -109,9 +124,31 @@ def train_and_save(
         },
         **(extra_metrics or {}),
     }
+    if plan is not None:
+        metrics["attack"] = attack_summary(plan, model, result)
     out.mkdir(parents=True, exist_ok=True)
     model_path = save_model(model, out / "model.safetensors", classes=dataset.classes)
     metrics_path = out / "metrics.json"
     atomic_write_text(metrics_path, json.dumps(metrics, indent=2, default=str) + "\n")
+    key_path = plan.key.save(out / "key.json") if plan is not None else None
     log.info("wrote %s and %s", model_path, metrics_path)
-    return TrainedModel(model, result, model_path, metrics_path, metrics)
+    return TrainedModel(model, result, model_path, metrics_path, metrics, plan, key_path)
+
+
+def attack_summary(plan: AttackPlan, model: nn.Module, result: TrainResult) -> dict[str, Any]:
+    """What ``metrics.json`` records about an attack (never the passphrase)."""
+    settings = {k: v for k, v in plan.key.settings.items() if k != "passphrase"}
+    carriers = plan.key.carriers
+    secret = plan.secret
+    last = result.history[-1].test_accuracy if result.history else None
+    return {
+        "name": plan.key.attack,
+        "settings": settings,
+        "encrypted": bool(plan.key.settings.get("passphrase")),
+        "items": secret.count,
+        "symbols": int(secret.values.size),
+        "bits_encoded": int(secret.values.size * secret.bits_per_symbol),
+        "carriers": carriers.size if carriers is not None else None,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "test_accuracy_before_post_steps": last,
+    }

@@ -1,0 +1,1 @@
+"""Reports: image grids and (later) HTML pages of results."""
