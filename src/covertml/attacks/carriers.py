@@ -110,6 +110,22 @@ class CarrierMap:
         """All carriers concatenated into one differentiable 1-D tensor."""
         return torch.cat([t.reshape(-1) for t in self.tensors(model)])
 
+    def pieces(self, model: nn.Module, n: int) -> list[tuple[int, torch.Tensor]]:
+        """The first ``n`` carrier values as ``(offset, flat view)`` pieces, without copying.
+
+        Loss terms sum over the pieces instead of concatenating all carriers every step.
+        """
+        out, offset = [], 0
+        for tensor in self.tensors(model):
+            if offset >= n:
+                break
+            flat = tensor.reshape(-1)[: n - offset]
+            out.append((offset, flat))
+            offset += flat.numel()
+        if offset < n:
+            raise ValueError(f"the carriers hold {offset} values, fewer than {n}")
+        return out
+
     def read_numpy(self, model: nn.Module) -> np.ndarray:
         """A float32 NumPy copy of all carriers, concatenated."""
         with torch.no_grad():

@@ -60,10 +60,18 @@ class CorrelationLoss(nn.Module):
 
     def forward(self, model: nn.Module) -> torch.Tensor:
         """The loss term for the current parameters."""
-        target = self.get_buffer("target")
-        theta = self.carriers.flat(model)[: target.numel()]
-        centered = theta - theta.mean()
-        r = (centered * target.to(theta.device)).sum() / centered.norm().clamp_min(1e-12)
+        target = self.get_buffer("target")  # zero mean, unit norm
+        n = target.numel()
+        pieces = self.carriers.pieces(model, n)
+        target = target.to(pieces[0][1].device)
+        dot = sq = total = torch.zeros((), device=target.device)
+        for offset, piece in pieces:
+            dot = dot + (piece * target[offset : offset + piece.numel()]).sum()
+            sq = sq + (piece * piece).sum()
+            total = total + piece.sum()
+        # pearson = sum((theta - mean) * t) / ||theta - mean||, and sum(t) = 0
+        norm = (sq - total * total / n).clamp_min(1e-24).sqrt()
+        r = dot / norm
         loss: torch.Tensor = -self.lam * (r if self.signed else r.abs())
         return loss
 

@@ -55,8 +55,17 @@ class SignLoss(nn.Module):
     def forward(self, model: nn.Module) -> torch.Tensor:
         """The loss term for the current parameters."""
         signs = self.get_buffer("signs")
-        theta = self.carriers.flat(model)[: signs.numel()]
-        return self.lam * torch.relu(self.margin - theta * signs.to(theta.device)).mean()
+        n = signs.numel()
+        pieces = self.carriers.pieces(model, n)
+        signs = signs.to(pieces[0][1].device)
+        total = torch.zeros((), device=signs.device)
+        for offset, piece in pieces:
+            total = (
+                total
+                + torch.relu(self.margin - piece * signs[offset : offset + piece.numel()]).sum()
+            )
+        loss: torch.Tensor = self.lam * total / n
+        return loss
 
 
 @register_attack
