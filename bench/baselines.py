@@ -15,7 +15,6 @@ import time
 from typing import Any
 
 from common import OUT, markdown_table, save_record
-
 from covertml.data import create_dataset
 from covertml.training import recipe
 from covertml.training.pipeline import train_and_save

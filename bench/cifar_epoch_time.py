@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 
 from common import markdown_table, save_record
-
 from covertml.data import create_dataset
 from covertml.models import create_model_for
 from covertml.training import Trainer, recipe, seed_everything

@@ -15,7 +15,6 @@ import tempfile
 import time
 
 from common import markdown_table, save_record
-
 from covertml.data import create_dataset
 
 DATASETS = ["digits", "cifar10", "lfw-gender", "lfw-identity", "20news", "imdb"]
