@@ -34,11 +34,17 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--train-limit", type=int, default=None)
+    parser.add_argument("--test-limit", type=int, default=None)
     parser.add_argument("--model", default=None)
     parser.add_argument("--n-secrets", type=int, default=None)
     parser.add_argument("--opt", action="append", default=[], help="KEY=VALUE attack option")
     args = parser.parse_args()
-    ds = create_dataset(args.dataset, data_dir=args.data_dir, train_limit=args.train_limit)
+    ds = create_dataset(
+        args.dataset,
+        data_dir=args.data_dir,
+        train_limit=args.train_limit,
+        test_limit=args.test_limit,
+    )
     cfg = recipe(args.dataset, epochs=args.epochs, lr=args.lr)
     extra = {k: json.loads(v) for k, v in (o.split("=", 1) for o in args.opt)}
 
