@@ -44,3 +44,18 @@ def test_gradients_flow_to_every_carrier_piece(model) -> None:
     assert model[0].weight.grad is not None and model[2].weight.grad is not None
     assert model[2].weight.grad.abs().sum() > 0  # the secret spills into the second tensor
     assert model[0].bias.grad is None  # biases are not carriers
+
+
+def test_hand_written_gradients_pass_gradcheck() -> None:
+    from covertml.attacks.correlation import _Pearson
+    from covertml.attacks.sign import _SignHinge
+
+    torch.manual_seed(0)
+    t = torch.randn(70, dtype=torch.float64)
+    t = (t - t.mean()) / (t - t.mean()).norm()
+    a = torch.randn(30, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(40, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x, y: _Pearson.apply(t, x, y), (a, b))
+    signs = torch.randint(0, 2, (30,)).double() * 2 - 1
+    theta = (torch.rand(30, dtype=torch.float64) * 2 - 1).requires_grad_()
+    assert torch.autograd.gradcheck(lambda x: _SignHinge.apply(x, signs, 0.1), (theta,))

@@ -8,7 +8,7 @@ and packs the bits back into pixels (8 bits, most significant first) or token id
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -26,6 +26,22 @@ from covertml.attacks.key import AttackKey
 from covertml.attacks.secrets import Secret, check_fits, secret_from_dataset
 from covertml.data.base import Dataset
 from covertml.errors import ConfigError
+
+
+class _SignHinge(torch.autograd.Function):
+    """``sum(max(0, margin - theta * s))`` with a hand-written, allocation-light backward."""
+
+    @staticmethod
+    def forward(ctx: Any, theta: torch.Tensor, signs: torch.Tensor, margin: float) -> torch.Tensor:
+        slack = torch.addcmul(theta.new_tensor(margin), theta, signs, value=-1.0)
+        active = slack > 0
+        ctx.save_for_backward(signs, active)
+        return slack.clamp_min_(0).sum()
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        signs, active = ctx.saved_tensors
+        return signs.mul(-grad).mul_(active), None, None
 
 
 class SignLoss(nn.Module):
@@ -60,10 +76,8 @@ class SignLoss(nn.Module):
         signs = signs.to(pieces[0][1].device)
         total = torch.zeros((), device=signs.device)
         for offset, piece in pieces:
-            total = (
-                total
-                + torch.relu(self.margin - piece * signs[offset : offset + piece.numel()]).sum()
-            )
+            part = signs[offset : offset + piece.numel()]
+            total = total + _SignHinge.apply(piece, part, self.margin)  # type: ignore[no-untyped-call]
         loss: torch.Tensor = self.lam * total / n
         return loss
 
