@@ -53,11 +53,22 @@ def _pieces(bits: int) -> list[tuple[int, int, int, int, int]]:
 def _stream_values(payload: bytes, bits: int) -> np.ndarray:
     """The ``ceil(8 * len(payload) / bits)`` carrier values that hold ``payload``."""
     n_used = -(-len(payload) * 8 // bits)
+    if not payload:
+        return np.zeros(0, dtype=np.uint32)
     if bits in (8, 16):  # byte-aligned fast paths: a big-endian reinterpretation
         pad = (-len(payload)) % (bits // 8)
         dtype = ">u1" if bits == 8 else ">u2"
         return np.frombuffer(payload + bytes(pad), dtype=dtype).astype(np.uint32)[:n_used]
     groups = -(-len(payload) // bits)
+    if bits > 8:
+        words = _group_words(payload, bits, groups)
+        out = np.empty((8, groups), dtype=np.uint32)
+        for k, (w, left, right) in enumerate(_windows(bits)):
+            value = words[w] << np.uint64(left) if left else words[w].copy()
+            if right is not None:
+                value |= words[w + 1] >> np.uint64(right)
+            out[k] = (value >> np.uint64(64 - bits)).astype(np.uint32)
+        return out.T.reshape(-1)[:n_used]
     buf = np.zeros(groups * bits, dtype=np.uint8)
     buf[: len(payload)] = np.frombuffer(payload, dtype=np.uint8)
     table = buf.reshape(groups, bits).T.astype(np.uint32)  # contiguous columns
@@ -66,6 +77,30 @@ def _stream_values(payload: bytes, bits: int) -> np.ndarray:
         piece = (table[j] >> np.uint32(byte_shift)) & np.uint32((1 << width) - 1)
         out[k] |= piece << np.uint32(value_shift)
     return out.T.reshape(-1)[:n_used]
+
+
+def _windows(bits: int) -> list[tuple[int, int, int | None]]:
+    """For each of the 8 carriers of a group: (64-bit word, left shift, right shift or None).
+
+    Carrier ``k``'s bits start at bit ``k * bits`` of the group, i.e. at bit ``off`` of word
+    ``w``; shifting word ``w`` left by ``off`` (and OR-ing word ``w + 1`` shifted right by
+    ``64 - off`` when the bits cross into it) puts them at the top of a 64-bit value.
+    """
+    out = []
+    for k in range(8):
+        w, off = divmod(k * bits, 64)
+        out.append((w, off, 64 - off if off + bits > 64 else None))
+    return out
+
+
+def _group_words(payload: bytes, bits: int, groups: int) -> np.ndarray:
+    """The payload as big-endian 64-bit words, ``ceil(bits / 8)`` words per group, by column."""
+    n_words = -(-bits // 8)
+    buf = np.zeros((groups, n_words * 8), dtype=np.uint8)
+    flat = np.zeros(groups * bits, dtype=np.uint8)
+    flat[: len(payload)] = np.frombuffer(payload, dtype=np.uint8)
+    buf[:, :bits] = flat.reshape(groups, bits)
+    return np.ascontiguousarray(buf.view(">u8").astype(np.uint64).T)
 
 
 def bytes_to_values(payload: bytes, bits: int, n_carriers: int) -> np.ndarray:
@@ -98,6 +133,8 @@ def values_to_bytes(values: np.ndarray, bits: int, n_bytes: int) -> bytes:
     if n_bytes > capacity_bytes(values.shape[0], bits):
         raise ValueError(f"{n_bytes} bytes exceed {values.shape[0]} x {bits} bits")
     n_used = -(-n_bytes * 8 // bits)
+    if n_bytes == 0:
+        return b""
     if bits in (8, 16):
         dtype = ">u1" if bits == 8 else ">u2"
         return values[:n_used].astype(dtype).tobytes()[:n_bytes]
@@ -106,6 +143,16 @@ def values_to_bytes(values: np.ndarray, bits: int, n_bytes: int) -> bytes:
     n = min(values.shape[0], groups * 8)
     v[:n] = values[:n] & np.uint32((1 << bits) - 1)
     table = v.reshape(groups, 8).T.copy()  # contiguous columns
+    if bits > 8:
+        n_words = -(-bits // 8)
+        words = np.zeros((n_words, groups), dtype=np.uint64)
+        for k, (w, left, right) in enumerate(_windows(bits)):
+            top = table[k].astype(np.uint64) << np.uint64(64 - bits)  # value at the top
+            words[w] |= top >> np.uint64(left) if left else top
+            if right is not None:
+                words[w + 1] |= top << np.uint64(right)
+        raw = np.ascontiguousarray(words.T).astype(">u8").view(np.uint8).reshape(groups, -1)
+        return raw[:, :bits].tobytes()[:n_bytes]
     out = np.zeros((bits, groups), dtype=np.uint32)
     for k, j, width, byte_shift, value_shift in _pieces(bits):
         piece = (table[k] >> np.uint32(value_shift)) & np.uint32((1 << width) - 1)
