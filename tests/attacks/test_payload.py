@@ -85,3 +85,31 @@ def test_compressions_decode_with_standard_tools() -> None:
         assert pl.decompress(packed, method) == raw
     with pytest.raises(pl.PayloadError, match="does not decompress"):
         pl.decompress(b"garbage", "zlib")
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    body=st.binary(min_size=1, max_size=300),
+    position=st.integers(0, 10_000),
+    flip=st.integers(1, 255),
+    encrypt=st.booleans(),
+)
+def test_damage_is_detected_never_returned_as_data(body, position, flip, encrypt) -> None:
+    passphrase = "pw" if encrypt else None
+    framed = bytearray(pl.frame(body, passphrase=passphrase))
+    framed[position % len(framed)] ^= flip
+    try:
+        out = pl.unframe(bytes(framed) + bytes(16), passphrase=passphrase)
+    except pl.PayloadError:
+        return  # detected (WrongKeyError is a PayloadError too)
+    assert out == body  # never wrong data (CRC-32 catches every single-byte error anyway)
+
+
+@settings(max_examples=40, deadline=None)
+@given(body=st.binary(min_size=1, max_size=200), other=st.text(min_size=1, max_size=12))
+def test_any_wrong_passphrase_is_refused(body, other) -> None:
+    framed = pl.frame(body, passphrase="the right one")
+    if other == "the right one":
+        return
+    with pytest.raises(pl.WrongKeyError):
+        pl.unframe(framed + bytes(64), passphrase=other)
