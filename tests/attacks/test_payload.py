@@ -113,3 +113,8 @@ def test_any_wrong_passphrase_is_refused(body, other) -> None:
         return
     with pytest.raises(pl.WrongKeyError):
         pl.unframe(framed + bytes(64), passphrase=other)
+
+
+def test_lzma_round_trips_payloads_larger_than_its_dictionary() -> None:
+    raw = (bytes(range(256)) * 40_000)[:9_500_000]  # 9.5 MB > the 8 MiB dictionary
+    assert pl.decompress(pl.compress(raw, "lzma"), "lzma") == raw

@@ -31,6 +31,8 @@ from covertml.errors import CovertMLError
 Compression = Literal["none", "zlib", "lzma", "png-gzip"]
 COMPRESSIONS: tuple[Compression, ...] = ("none", "zlib", "lzma", "png-gzip")
 HEADER = 8
+#: Raw LZMA2, preset 6 (8 MiB dictionary): the decoder must use the same dictionary size.
+LZMA_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 6}]
 SALT = 16
 NONCE = 12
 
