@@ -9,16 +9,6 @@ from covertml.cli.main import main
 from covertml.data import create_dataset
 
 
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        main(list(argv))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
 @pytest.fixture(scope="module")
 def lsb_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("lsb")
@@ -40,20 +30,12 @@ def test_train_with_attack_writes_model_key_and_metrics(lsb_run) -> None:
     assert "passphrase" not in json.dumps(metrics)
 
 
-def test_extract_recovers_and_scores_exactly(capsys, lsb_run, tmp_path) -> None:
+def test_extract_recovers_and_scores_exactly(cli, lsb_run, tmp_path) -> None:
     out = tmp_path / "x"
     model = str(lsb_run / "model.safetensors")
-    code, stdout, err = run(
-        capsys,
-        "extract",
-        model,
-        "--key",
-        str(lsb_run / "key.json"),
-        "-o",
-        str(out),
-        "-d",
-        "digits",
-        "--json",
+    key = str(lsb_run / "key.json")
+    code, stdout, err = cli(
+        "extract", model, "--key", key, "-o", str(out), "-d", "digits", "--json"
     )
     assert code == 0, err
     images = np.load(out / "images.npz")["images"]
@@ -64,49 +46,28 @@ def test_extract_recovers_and_scores_exactly(capsys, lsb_run, tmp_path) -> None:
     assert (out / "original_vs_recovered.png").stat().st_size > 0
 
 
-def test_wrong_passphrase_and_bad_key_are_one_line_errors(capsys, lsb_run, tmp_path) -> None:
+def test_wrong_passphrase_and_bad_key_are_one_line_errors(cli, lsb_run, tmp_path) -> None:
     key = json.loads((lsb_run / "key.json").read_text())
     key["settings"]["passphrase"] = "guess"
     wrong = tmp_path / "wrong.json"
     wrong.write_text(json.dumps(key))
     model = str(lsb_run / "model.safetensors")
-    code, _, err = run(capsys, "extract", model, "--key", str(wrong), "-o", str(tmp_path / "o"))
+    code, _, err = cli("extract", model, "--key", str(wrong), "-o", str(tmp_path / "o"))
     assert code == 2 and "wrong passphrase" in err and err.strip().count("\n") == 0
     broken = tmp_path / "broken.json"
     broken.write_text("{not json")
-    code, _, err = run(capsys, "extract", model, "--key", str(broken), "-o", str(tmp_path / "o"))
+    code, _, err = cli("extract", model, "--key", str(broken), "-o", str(tmp_path / "o"))
     assert code == 2 and "malformed" in err
-    code, _, err = run(capsys, "extract", model, "--key", str(tmp_path / "none.json"))
+    code, _, err = cli("extract", model, "--key", str(tmp_path / "none.json"))
     assert code == 2 and "does not exist" in err
 
 
-def test_key_for_another_architecture_is_refused(capsys, lsb_run, tmp_path) -> None:
+def test_key_for_another_architecture_is_refused(cli, lsb_run, tmp_path) -> None:
     other = tmp_path / "other"
-    assert (
-        run(
-            capsys,
-            "train",
-            "-d",
-            "digits",
-            "-o",
-            str(other),
-            "--epochs",
-            "1",
-            "--model-arg",
-            "hidden=[32]",
-            "--json",
-        )[0]
-        == 0
-    )
-    code, _, err = run(
-        capsys,
-        "extract",
-        str(other / "model.safetensors"),
-        "--key",
-        str(lsb_run / "key.json"),
-        "-o",
-        str(tmp_path / "o"),
-    )
+    argv = ["train", "-d", "digits", "-o", str(other), "--epochs", "1"]
+    assert cli(*argv, "--model-arg", "hidden=[32]", "--json")[0] == 0
+    model, key = str(other / "model.safetensors"), str(lsb_run / "key.json")
+    code, _, err = cli("extract", model, "--key", key, "-o", str(tmp_path / "o"))
     assert code == 2 and "carrier" in err
 
 
@@ -120,6 +81,6 @@ def test_key_for_another_architecture_is_refused(capsys, lsb_run, tmp_path) -> N
         (["--bits", "4"], "without --attack"),
     ],
 )
-def test_bad_attack_options(capsys, tmp_path, argv, needle) -> None:
-    code, _, err = run(capsys, "train", "-d", "digits", "-o", str(tmp_path / "r"), *argv)
+def test_bad_attack_options(cli, tmp_path, argv, needle) -> None:
+    code, _, err = cli("train", "-d", "digits", "-o", str(tmp_path / "r"), *argv)
     assert code == 2 and needle in err, err

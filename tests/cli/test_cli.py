@@ -6,37 +6,25 @@ import sys
 
 import pytest
 
-from covertml.cli.main import main
 
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        main(list(argv))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def test_train_then_eval_writes_model_and_metrics(capsys, tmp_path) -> None:
+def test_train_then_eval_writes_model_and_metrics(cli, tmp_path) -> None:
     out = tmp_path / "run"
-    code, _, err = run(capsys, "train", "-d", "digits", "-o", str(out), "--epochs", "8", "--json")
+    code, _, err = cli("train", "-d", "digits", "-o", str(out), "--epochs", "8", "--json")
     assert code == 0, err
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["model"]["name"] == "mlp"
     assert len(metrics["history"]) == 8
     assert metrics["test_accuracy"] > 0.9
-    code, stdout, _ = run(capsys, "eval", str(out / "model.safetensors"), "-d", "digits", "--json")
+    code, stdout, _ = cli("eval", str(out / "model.safetensors"), "-d", "digits", "--json")
     assert code == 0
     assert json.loads(stdout)["test_accuracy"] == pytest.approx(metrics["test_accuracy"])
 
 
-def test_train_refuses_to_overwrite_results(capsys, tmp_path) -> None:
+def test_train_refuses_to_overwrite_results(cli, tmp_path) -> None:
     out = tmp_path / "run"
-    assert run(capsys, "train", "-d", "digits", "-o", str(out), "--epochs", "1", "--json")[0] == 0
+    assert cli("train", "-d", "digits", "-o", str(out), "--epochs", "1", "--json")[0] == 0
     before = (out / "model.safetensors").read_bytes()
-    code, _, err = run(capsys, "train", "-d", "digits", "-o", str(out), "--epochs", "1")
+    code, _, err = cli("train", "-d", "digits", "-o", str(out), "--epochs", "1")
     assert code == 2 and "already exists" in err and "--overwrite" in err
     assert (out / "model.safetensors").read_bytes() == before
 
@@ -52,34 +40,34 @@ def test_train_refuses_to_overwrite_results(capsys, tmp_path) -> None:
         (["train", "-d", "cifar10", "--data-dir", "/nowhere", "-o", "x"], "--data-dir"),
     ],
 )
-def test_bad_input_gives_one_line_and_exit_2(capsys, argv, needle) -> None:
-    code, _, err = run(capsys, *argv)
+def test_bad_input_gives_one_line_and_exit_2(cli, argv, needle) -> None:
+    code, _, err = cli(*argv)
     assert code == 2
     assert needle in err
     assert err.strip().count("\n") == 0 and "Traceback" not in err
 
 
-def test_eval_refuses_a_dataset_of_another_shape(capsys, tmp_path) -> None:
+def test_eval_refuses_a_dataset_of_another_shape(cli, tmp_path) -> None:
     from covertml.models import create_model, save_model
 
     path = save_model(
         create_model("mlp", input_shape=(1, 4, 4), num_classes=10), tmp_path / "m.safetensors"
     )
-    code, _, err = run(capsys, "eval", str(path), "-d", "digits")
+    code, _, err = cli("eval", str(path), "-d", "digits")
     assert code == 2 and "takes input (1, 4, 4)" in err
 
 
-def test_corrupt_model_file_is_one_line(capsys, tmp_path) -> None:
+def test_corrupt_model_file_is_one_line(cli, tmp_path) -> None:
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b'\x10\x00\x00\x00\x00\x00\x00\x00{"a":')
-    code, _, err = run(capsys, "eval", str(bad), "-d", "digits")
+    code, _, err = cli("eval", str(bad), "-d", "digits")
     assert code == 2 and "truncated" in err and "\n" not in err.strip()
 
 
-def test_datasets_lists_every_registered_dataset(capsys, tmp_path) -> None:
+def test_datasets_lists_every_registered_dataset(cli, tmp_path) -> None:
     from covertml.data import list_datasets
 
-    code, out, _ = run(capsys, "datasets", "--data-dir", str(tmp_path), "--json")
+    code, out, _ = cli("datasets", "--data-dir", str(tmp_path), "--json")
     rows = {r["name"]: r for r in json.loads(out)}
     assert code == 0 and set(rows) == set(list_datasets())
     assert rows["digits"]["found"] is True
@@ -108,8 +96,8 @@ def test_help_everywhere_and_choices_come_from_registries() -> None:
         assert name in train_help
 
 
-def test_demo_writes_an_honest_digits_model(capsys, tmp_path) -> None:
-    code, out, err = run(capsys, "demo", "--out", str(tmp_path / "demo"), "--epochs", "5")
+def test_demo_writes_an_honest_digits_model(cli, tmp_path) -> None:
+    code, out, err = cli("demo", "--out", str(tmp_path / "demo"), "--epochs", "5")
     assert code == 0, err
     metrics = json.loads((tmp_path / "demo" / "honest" / "metrics.json").read_text())
     assert metrics["dataset"]["name"] == "digits"
