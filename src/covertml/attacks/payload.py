@@ -64,11 +64,7 @@ def compress(
     if method == "zlib":
         return zlib.compress(raw, 9)
     if method == "lzma":
-        return lzma.compress(
-            raw,
-            format=lzma.FORMAT_RAW,
-            filters=[{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME}],
-        )
+        return lzma.compress(raw, format=lzma.FORMAT_RAW, filters=LZMA_FILTERS)
     if method == "png-gzip":
         if image_shape is None:
             raise ValueError("png-gzip compression needs image_shape")
@@ -79,7 +75,7 @@ def compress(
         out = io.BytesIO()
         for img in images:
             buf = io.BytesIO()
-            Image.fromarray(img, mode="L").save(buf, format="PNG", optimize=True)
+            Image.fromarray(img, mode="L").save(buf, format="PNG")
             out.write(struct.pack(">I", buf.tell()) + buf.getvalue())
         return gzip.compress(out.getvalue(), 9, mtime=0)
     raise ValueError(f"unknown compression {method!r}")
@@ -93,9 +89,7 @@ def decompress(body: bytes, method: Compression) -> bytes:
         if method == "zlib":
             return zlib.decompress(body)
         if method == "lzma":
-            return lzma.decompress(
-                body, format=lzma.FORMAT_RAW, filters=[{"id": lzma.FILTER_LZMA2}]
-            )
+            return lzma.decompress(body, format=lzma.FORMAT_RAW, filters=LZMA_FILTERS)
         if method == "png-gzip":
             from PIL import Image
 
