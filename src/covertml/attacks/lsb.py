@@ -40,7 +40,7 @@ def deserialize(data: bytes, levels: int) -> np.ndarray:
     dtype = "u1" if levels <= 256 else (">u2" if levels <= 65536 else ">u4")
     width = np.dtype(dtype).itemsize
     if len(data) % width:
-        raise pl.PayloadError("the payload length does not match the secret", fix=pl._FIX)
+        raise pl.PayloadError("the payload length does not match the secret", fix=pl.DAMAGE_FIX)
     return np.frombuffer(data, dtype=dtype).astype(np.int64)
 
 

@@ -214,7 +214,7 @@ def unframe(
     lead = SALT if passphrase is not None else 0
     head = get(lead + HEADER)
     if head is None:
-        raise PayloadError("the model is too small to hold a payload header", fix=_FIX)
+        raise PayloadError("the model is too small to hold a payload header", fix=DAMAGE_FIX)
     salt = head[:lead]
     key = mask = b""
     if passphrase is not None:
@@ -227,14 +227,14 @@ def unframe(
     if data is None:
         if passphrase is not None:
             raise WrongKeyError(
-                "wrong passphrase: the payload header does not decrypt", fix=_KEYFIX
+                "wrong passphrase: the payload header does not decrypt", fix=KEY_FIX
             )
-        raise PayloadError("no valid payload header found", fix=_FIX)
+        raise PayloadError("no valid payload header found", fix=DAMAGE_FIX)
     body = data[lead + HEADER :]
     if zlib.crc32(body) != crc:
         if passphrase is not None:
-            raise WrongKeyError("wrong passphrase, or the payload is damaged", fix=_KEYFIX)
-        raise PayloadError("the payload checksum does not match", fix=_FIX)
+            raise WrongKeyError("wrong passphrase, or the payload is damaged", fix=KEY_FIX)
+        raise PayloadError("the payload checksum does not match", fix=DAMAGE_FIX)
     if passphrase is None:
         return body
     from cryptography.exceptions import InvalidTag
@@ -243,8 +243,8 @@ def unframe(
     try:
         return ChaCha20Poly1305(key).decrypt(body[:NONCE], body[NONCE:], None)
     except InvalidTag:
-        raise WrongKeyError("the payload does not authenticate", fix=_KEYFIX) from None
+        raise WrongKeyError("the payload does not authenticate", fix=KEY_FIX) from None
 
 
-_FIX = "the model was modified after encoding, or the key's bits/ECC settings are wrong"
-_KEYFIX = "use the key file written when this model was trained"
+DAMAGE_FIX = "the model was modified after encoding, or the key's bits/ECC settings are wrong"
+KEY_FIX = "use the key file written when this model was trained"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -107,8 +106,3 @@ def strings_from_array(blob: np.ndarray) -> tuple[str, ...]:
     """Inverse of :func:`strings_to_array`."""
     text = blob.tobytes().decode("utf-8")
     return tuple(text.split("\n")) if text else ()
-
-
-def env_flag(name: str) -> bool:
-    """True when environment variable ``name`` is set to a true-ish value."""
-    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
