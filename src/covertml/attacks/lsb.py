@@ -104,12 +104,12 @@ class LSBAttack(Attack):
         if self.compression == "png-gzip" and secret.kind != "image":
             raise ConfigError("png-gzip compresses images only", fix="use lzma or zlib for text")
         if n_secrets is not None:
-            chosen = secret.first(min(n_secrets, secret.count))
             if n_secrets > secret.count:
                 raise ConfigError(
                     f"asked for {n_secrets} secret items but the training set has {secret.count}",
                     fix=f"use --n-secrets {secret.count} or fewer",
                 )
+            chosen = secret.first(n_secrets)
             need = self._framed_len(chosen)
             if need > capacity:
                 raise ConfigError(

@@ -99,6 +99,8 @@ def train_and_save(
     seed_everything(config.seed)
     model = create_model_for(dataset, model_name, **(model_args or {}))
     plan = None
+    if attack is not None and trainer is not None:
+        raise ConfigError("pass either a trainer or an attack, not both", fix="drop one")
     if attack is not None:
         plan = attack.plan(model, dataset, n_secrets=n_secrets, seed=config.seed)
         plan = replace(plan, key=replace(plan.key, dataset=dataset_ref or {"name": dataset.name}))
