@@ -61,14 +61,7 @@ def _stream_values(payload: bytes, bits: int) -> np.ndarray:
         return np.frombuffer(payload + bytes(pad), dtype=dtype).astype(np.uint32)[:n_used]
     groups = -(-len(payload) // bits)
     if bits > 8:
-        words = _group_words(payload, bits, groups)
-        out = np.empty((8, groups), dtype=np.uint32)
-        for k, (w, left, right) in enumerate(_windows(bits)):
-            value = words[w] << np.uint64(left) if left else words[w].copy()
-            if right is not None:
-                value |= words[w + 1] >> np.uint64(right)
-            out[k] = (value >> np.uint64(64 - bits)).astype(np.uint32)
-        return out.T.reshape(-1)[:n_used]
+        return _window_values(payload, bits, groups)[:n_used]
     buf = np.zeros(groups * bits, dtype=np.uint8)
     buf[: len(payload)] = np.frombuffer(payload, dtype=np.uint8)
     table = buf.reshape(groups, bits).T.astype(np.uint32)  # contiguous columns
@@ -79,28 +72,53 @@ def _stream_values(payload: bytes, bits: int) -> np.ndarray:
     return out.T.reshape(-1)[:n_used]
 
 
-def _windows(bits: int) -> list[tuple[int, int, int | None]]:
-    """For each of the 8 carriers of a group: (64-bit word, left shift, right shift or None).
+CHUNK_GROUPS = 16384  # groups per block: the block's bytes stay in cache for all 8 passes
 
-    Carrier ``k``'s bits start at bit ``k * bits`` of the group, i.e. at bit ``off`` of word
-    ``w``; shifting word ``w`` left by ``off`` (and OR-ing word ``w + 1`` shifted right by
-    ``64 - off`` when the bits cross into it) puts them at the top of a 64-bit value.
+
+def _window(buf: np.ndarray, bits: int, g0: int, g: int, k: int, dtype: str) -> np.ndarray:
+    """Unaligned view of the 64-bit windows that start at carrier ``k``'s first byte.
+
+    Group ``g0 + i`` starts at byte ``(g0 + i) * bits``; carrier ``k``'s bits start
+    ``k * bits`` bits into its group. Since ``bits > 8`` the windows of one ``k`` never
+    overlap, and 8 bytes always cover the carrier's bits (offset <= 7, bits <= 31).
     """
-    out = []
-    for k in range(8):
-        w, off = divmod(k * bits, 64)
-        out.append((w, off, 64 - off if off + bits > 64 else None))
-    return out
+    start = (k * bits) // 8
+    return np.ndarray((g,), dtype=dtype, buffer=buf, offset=g0 * bits + start, strides=(bits,))
 
 
-def _group_words(payload: bytes, bits: int, groups: int) -> np.ndarray:
-    """The payload as big-endian 64-bit words, ``ceil(bits / 8)`` words per group, by column."""
-    n_words = -(-bits // 8)
-    buf = np.zeros((groups, n_words * 8), dtype=np.uint8)
-    flat = np.zeros(groups * bits, dtype=np.uint8)
-    flat[: len(payload)] = np.frombuffer(payload, dtype=np.uint8)
-    buf[:, :bits] = flat.reshape(groups, bits)
-    return np.ascontiguousarray(buf.view(">u8").astype(np.uint64).T)
+def _window_values(payload: bytes, bits: int, groups: int) -> np.ndarray:
+    """Carrier values for ``bits > 8``: one strided big-endian 64-bit read per carrier."""
+    buf = np.zeros(groups * bits + 8, dtype=np.uint8)  # 8 spare bytes for the last window
+    buf[: len(payload)] = np.frombuffer(payload, dtype=np.uint8)
+    out = np.empty((groups, 8), dtype=np.uint32)
+    word = np.empty(min(CHUNK_GROUPS, groups), dtype=np.uint64)
+    for g0 in range(0, groups, CHUNK_GROUPS):
+        g = min(CHUNK_GROUPS, groups - g0)
+        w = word[:g]
+        for k in range(8):
+            w[...] = _window(buf, bits, g0, g, k, ">u8")
+            w <<= np.uint64((k * bits) % 8)  # carrier's first bit to the top
+            w >>= np.uint64(64 - bits)
+            out[g0 : g0 + g, k] = w
+    return out.reshape(-1)
+
+
+def _window_bytes(table: np.ndarray, bits: int, groups: int) -> np.ndarray:
+    """Inverse of :func:`_window_values`: OR each carrier's bits into its 64-bit window."""
+    buf = np.zeros(groups * bits + 8, dtype=np.uint8)
+    word = np.empty(min(CHUNK_GROUPS, groups), dtype=np.uint64)
+    mask = np.uint64((1 << bits) - 1)
+    for g0 in range(0, groups, CHUNK_GROUPS):
+        g = min(CHUNK_GROUPS, groups - g0)
+        w = word[:g]
+        for k in range(8):
+            w[...] = table[g0 : g0 + g, k]
+            w &= mask
+            w <<= np.uint64(64 - bits - (k * bits) % 8)
+            w.byteswap(inplace=True)  # big-endian bytes, written through a native view
+            view = _window(buf, bits, g0, g, k, "<u8")
+            np.bitwise_or(view, w, out=view)
+    return buf[: groups * bits]
 
 
 def bytes_to_values(payload: bytes, bits: int, n_carriers: int) -> np.ndarray:
@@ -139,20 +157,17 @@ def values_to_bytes(values: np.ndarray, bits: int, n_bytes: int) -> bytes:
         dtype = ">u1" if bits == 8 else ">u2"
         return values[:n_used].astype(dtype).tobytes()[:n_bytes]
     groups = -(-n_bytes // bits)
+    if bits > 8:
+        if values.shape[0] >= groups * 8:  # no padded copy needed
+            table = values[: groups * 8].reshape(groups, 8)
+        else:
+            table = np.zeros((groups, 8), dtype=np.uint32)
+            table.reshape(-1)[: values.shape[0]] = values
+        return _window_bytes(table, bits, groups)[:n_bytes].tobytes()
     v = np.zeros(groups * 8, dtype=np.uint32)
     n = min(values.shape[0], groups * 8)
     v[:n] = values[:n] & np.uint32((1 << bits) - 1)
     table = v.reshape(groups, 8).T.copy()  # contiguous columns
-    if bits > 8:
-        n_words = -(-bits // 8)
-        words = np.zeros((n_words, groups), dtype=np.uint64)
-        for k, (w, left, right) in enumerate(_windows(bits)):
-            top = table[k].astype(np.uint64) << np.uint64(64 - bits)  # value at the top
-            words[w] |= top >> np.uint64(left) if left else top
-            if right is not None:
-                words[w + 1] |= top << np.uint64(right)
-        raw = np.ascontiguousarray(words.T).astype(">u8").view(np.uint8).reshape(groups, -1)
-        return raw[:, :bits].tobytes()[:n_bytes]
     out = np.zeros((bits, groups), dtype=np.uint32)
     for k, j, width, byte_shift, value_shift in _pieces(bits):
         piece = (table[k] >> np.uint32(value_shift)) & np.uint32((1 << width) - 1)
@@ -185,7 +200,7 @@ def embed_low_bits(floats: np.ndarray, payload: bytes, bits: int) -> np.ndarray:
 def extract_low_bits(floats: np.ndarray, bits: int, n_bytes: int) -> bytes:
     """The first ``n_bytes`` of the stream held in the lowest ``bits`` bits of ``floats``."""
     raw = np.ascontiguousarray(floats, dtype="<f4").view("<u4")
-    n_used = min(raw.shape[0], -(-n_bytes * 8 // bits))
+    n_used = min(raw.shape[0], 8 * -(-n_bytes // bits))  # whole groups, no padded copy
     return values_to_bytes(raw[:n_used], bits, n_bytes)
 
 
