@@ -53,9 +53,29 @@ def test_hand_written_gradients_pass_gradcheck() -> None:
     torch.manual_seed(0)
     t = torch.randn(70, dtype=torch.float64)
     t = (t - t.mean()) / (t - t.mean()).norm()
-    a = torch.randn(30, dtype=torch.float64, requires_grad=True)
-    b = torch.randn(40, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda x, y: _Pearson.apply(t, x, y), (a, b))
-    signs = torch.randint(0, 2, (30,)).double() * 2 - 1
-    theta = (torch.rand(30, dtype=torch.float64) * 2 - 1).requires_grad_()
-    assert torch.autograd.gradcheck(lambda x: _SignHinge.apply(x, signs, 0.1), (theta,))
+    a = torch.randn(5, 6, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(50, dtype=torch.float64, requires_grad=True)  # only 40 values used
+    assert torch.autograd.gradcheck(lambda x, y: _Pearson.apply(t, (30, 40), x, y), (a, b))
+    signs = torch.randint(0, 2, (70,)).double() * 2 - 1
+    c = (torch.rand(5, 6, dtype=torch.float64) * 2 - 1).requires_grad_()
+    d = (torch.rand(50, dtype=torch.float64) * 2 - 1).requires_grad_()
+    assert torch.autograd.gradcheck(
+        lambda x, y: _SignHinge.apply(signs, 0.1, 0.5, (30, 40), x, y), (c, d)
+    )
+
+
+def test_sign_gradient_matches_the_formula_and_survives_retain_graph() -> None:
+    """-lam/n * s on active hinges, 0 elsewhere; a second backward gives the same again."""
+    model = nn.Linear(4, 2, bias=False)
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([[0.5, -0.5, 0.05, -2.0], [1.0, 1.0, 1.0, 1.0]]))
+    bits = np.array([1, 1, 1, 0, 0])  # signs + + + - -
+    term = SignLoss(CarrierMap.from_model(model), bits, lam=2.0, margin=0.1)
+    loss = term(model)
+    # slacks: 0.1-0.5<0, 0.1+0.5, 0.1-0.05, 0.1-2<0, 0.1+1 -> 0 + .6 + .05 + 0 + 1.1 = 1.75
+    assert float(loss) == pytest.approx(2.0 * 1.75 / 5)
+    loss.backward(retain_graph=True)
+    expected = torch.tensor([[0.0, -1.0, -1.0, 0.0], [1.0, 0.0, 0.0, 0.0]]) * 2.0 / 5
+    assert torch.allclose(model.weight.grad, expected)
+    loss.backward()
+    assert torch.allclose(model.weight.grad, 2 * expected)

@@ -21,6 +21,20 @@ from covertml.errors import ConfigError
 Rule = Literal["weights", "all-float"]
 
 
+def flat_prefixes(tensors: tuple[torch.Tensor, ...], counts: tuple[int, ...]) -> list[torch.Tensor]:
+    """Flat views of the first ``counts[i]`` values of each tensor (no autograd nodes)."""
+    return [t.reshape(-1)[:k] for t, k in zip(tensors, counts, strict=True)]
+
+
+def full_grad(tensor: torch.Tensor, flat_grad: torch.Tensor) -> torch.Tensor:
+    """``flat_grad`` for a prefix of ``tensor``, as a gradient of ``tensor``'s shape."""
+    if flat_grad.numel() == tensor.numel():
+        return flat_grad.view(tensor.shape)
+    out = tensor.new_zeros(tensor.numel())
+    out[: flat_grad.numel()] = flat_grad
+    return out.view(tensor.shape)
+
+
 @dataclass(frozen=True)
 class CarrierMap:
     """Which parameter tensors carry the secret, in order.
@@ -110,18 +124,19 @@ class CarrierMap:
         """All carriers concatenated into one differentiable 1-D tensor."""
         return torch.cat([t.reshape(-1) for t in self.tensors(model)])
 
-    def pieces(self, model: nn.Module, n: int) -> list[tuple[int, torch.Tensor]]:
-        """The first ``n`` carrier values as ``(offset, flat view)`` pieces, without copying.
+    def prefix(self, model: nn.Module, n: int) -> list[tuple[torch.Tensor, int]]:
+        """The carrier tensors holding the first ``n`` values, each with its used count.
 
-        Loss terms sum over the pieces instead of concatenating all carriers every step.
+        Loss terms take whole tensors and flatten them inside one autograd node, so no
+        view or slice nodes are recorded per step and nothing is concatenated.
         """
         out, offset = [], 0
         for tensor in self.tensors(model):
             if offset >= n:
                 break
-            flat = tensor.reshape(-1)[: n - offset]
-            out.append((offset, flat))
-            offset += flat.numel()
+            used = min(tensor.numel(), n - offset)
+            out.append((tensor, used))
+            offset += used
         if offset < n:
             raise ValueError(f"the carriers hold {offset} values, fewer than {n}")
         return out

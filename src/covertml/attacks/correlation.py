@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from covertml.attacks.base import Attack, AttackPlan, register_attack
-from covertml.attacks.carriers import CarrierMap
+from covertml.attacks.carriers import CarrierMap, flat_prefixes, full_grad
 from covertml.attacks.key import AttackKey
 from covertml.attacks.secrets import Secret, check_fits, secret_from_dataset
 from covertml.data.base import Dataset
@@ -34,18 +34,21 @@ def pilot_symbols(n: int, levels: int, seed: int) -> np.ndarray:
 
 
 class _Pearson(torch.autograd.Function):
-    """Pearson r between the concatenated ``pieces`` and a centered, unit-norm ``target``.
+    """Pearson r between carrier prefixes and a centered, unit-norm ``target``.
 
-    Three fused reductions forward and three passes per piece backward, without ever
-    concatenating the carriers.
+    The carriers are the first ``counts[i]`` values of each tensor, in order. Three fused
+    reductions forward and three passes per tensor backward, in one autograd node, without
+    ever concatenating the carriers.
     """
 
     @staticmethod
-    def forward(ctx: Any, target: torch.Tensor, *pieces: torch.Tensor) -> torch.Tensor:
+    def forward(
+        ctx: Any, target: torch.Tensor, counts: tuple[int, ...], *tensors: torch.Tensor
+    ) -> torch.Tensor:
         n = target.numel()
         dot = sq = total = target.new_zeros(())
         offset = 0
-        for piece in pieces:
+        for piece in flat_prefixes(tensors, counts):
             k = piece.numel()
             dot = dot + torch.dot(piece, target[offset : offset + k])
             sq = sq + torch.dot(piece, piece)
@@ -54,21 +57,22 @@ class _Pearson(torch.autograd.Function):
         mean = total / n
         norm = (sq - total * mean).clamp_min(1e-24).sqrt()
         r = dot / norm
-        ctx.save_for_backward(target, r, norm, mean, *pieces)
+        ctx.save_for_backward(target, r, norm, mean, *tensors)
+        ctx.counts = counts
         return r
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        target, r, norm, mean, *pieces = ctx.saved_tensors
+        target, r, norm, mean, *tensors = ctx.saved_tensors
         # dr/dtheta = (t - r * (theta - mean) / norm) / norm
         coef = float(r / norm)
         scale = grad / norm
-        grads: list[torch.Tensor | None] = [None]
+        grads: list[torch.Tensor | None] = [None, None]
         offset = 0
-        for piece in pieces:
+        for tensor, piece in zip(tensors, flat_prefixes(tuple(tensors), ctx.counts), strict=True):
             k = piece.numel()
             g = torch.add(target[offset : offset + k], piece, alpha=-coef)
-            grads.append(g.add_(coef * float(mean)).mul_(scale))
+            grads.append(full_grad(tensor, g.add_(coef * float(mean)).mul_(scale)))
             offset += k
         return tuple(grads)
 
@@ -101,9 +105,9 @@ class CorrelationLoss(nn.Module):
     def forward(self, model: nn.Module) -> torch.Tensor:
         """The loss term for the current parameters."""
         target = self.get_buffer("target")  # zero mean, unit norm
-        pieces = [p for _, p in self.carriers.pieces(model, target.numel())]
-        target = target.to(pieces[0].device)
-        r = _Pearson.apply(target, *pieces)  # type: ignore[no-untyped-call]
+        tensors, counts = zip(*self.carriers.prefix(model, target.numel()), strict=True)
+        target = target.to(tensors[0].device)
+        r = _Pearson.apply(target, counts, *tensors)  # type: ignore[no-untyped-call]
         loss: torch.Tensor = -self.lam * (r if self.signed else r.abs())
         return loss
 

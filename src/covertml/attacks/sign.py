@@ -21,7 +21,7 @@ from covertml.attacks.base import (
     register_attack,
     symbols_to_bits,
 )
-from covertml.attacks.carriers import CarrierMap
+from covertml.attacks.carriers import CarrierMap, flat_prefixes, full_grad
 from covertml.attacks.key import AttackKey
 from covertml.attacks.secrets import Secret, check_fits, secret_from_dataset
 from covertml.data.base import Dataset
@@ -29,19 +29,58 @@ from covertml.errors import ConfigError
 
 
 class _SignHinge(torch.autograd.Function):
-    """``sum(max(0, margin - theta * s))`` with a hand-written, allocation-light backward."""
+    """``scale * sum(max(0, margin - theta * s))`` over carrier tensors, in one node.
+
+    ``theta`` is the concatenation of the first ``counts[i]`` values of each tensor. One
+    node for all tensors keeps the fixed per-step cost low on small models. Only float
+    kernels are used (bool comparisons and ``where`` are several times slower on CPU):
+    each clamped slack ``d`` is saved, ``sign(d)`` is exactly the hinge's active mask, and
+    the gradient ``-scale * s * sign(d)`` reuses the slack's memory (fresh multi-megabyte
+    allocations cost page faults every step).
+    """
 
     @staticmethod
-    def forward(ctx: Any, theta: torch.Tensor, signs: torch.Tensor, margin: float) -> torch.Tensor:
-        slack = torch.addcmul(theta.new_tensor(margin), theta, signs, value=-1.0)
-        active = slack > 0
-        ctx.save_for_backward(signs, active)
-        return slack.clamp_min_(0).sum()
+    def forward(
+        ctx: Any,
+        signs: torch.Tensor,
+        margin: float,
+        scale: float,
+        counts: tuple[int, ...],
+        *tensors: torch.Tensor,
+    ) -> torch.Tensor:
+        slacks, total, offset = [], tensors[0].new_zeros(()), 0
+        bias = tensors[0].new_tensor(margin)
+        for flat in flat_prefixes(tensors, counts):
+            part = signs[offset : offset + flat.numel()]
+            slack = torch.addcmul(bias, flat, part, value=-1.0).clamp_min_(0)
+            total = total + slack.sum()
+            slacks.append(slack)
+            offset += flat.numel()
+        ctx.save_for_backward(signs, *tensors)
+        # Intermediates, private to this node (not inputs or outputs), so they live on ctx:
+        # backward consumes them in place, and a second backward rebuilds them.
+        ctx.slacks = slacks
+        ctx.margin, ctx.scale, ctx.counts = margin, scale, counts
+        return total * scale
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
-        signs, active = ctx.saved_tensors
-        return signs.mul(-grad).mul_(active), None, None
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        signs, *tensors = ctx.saved_tensors
+        slacks = ctx.slacks or [None] * len(tensors)
+        ctx.slacks = None  # consumed below; a second backward rebuilds them
+        factor = -float(grad) * ctx.scale
+        grads: list[torch.Tensor | None] = [None, None, None, None]
+        offset = 0
+        for tensor, flat, slack in zip(
+            tensors, flat_prefixes(tuple(tensors), ctx.counts), slacks, strict=True
+        ):
+            part = signs[offset : offset + flat.numel()]
+            offset += flat.numel()
+            if slack is None:  # a second backward (retain_graph=True): rebuild the slack
+                slack = torch.addcmul(flat.new_tensor(ctx.margin), flat, part, value=-1.0)
+                slack.clamp_min_(0)
+            grads.append(full_grad(tensor, slack.sign_().mul_(part).mul_(factor)))
+        return tuple(grads)
 
 
 class SignLoss(nn.Module):
@@ -72,13 +111,11 @@ class SignLoss(nn.Module):
         """The loss term for the current parameters."""
         signs = self.get_buffer("signs")
         n = signs.numel()
-        pieces = self.carriers.pieces(model, n)
-        signs = signs.to(pieces[0][1].device)
-        total = torch.zeros((), device=signs.device)
-        for offset, piece in pieces:
-            part = signs[offset : offset + piece.numel()]
-            total = total + _SignHinge.apply(piece, part, self.margin)  # type: ignore[no-untyped-call]
-        loss: torch.Tensor = self.lam * total / n
+        tensors, counts = zip(*self.carriers.prefix(model, n), strict=True)
+        signs = signs.to(tensors[0].device)
+        loss: torch.Tensor = _SignHinge.apply(  # type: ignore[no-untyped-call]
+            signs, self.margin, self.lam / n, counts, *tensors
+        )
         return loss
 
 
