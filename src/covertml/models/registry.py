@@ -167,3 +167,13 @@ def loss_name(model: nn.Module) -> str:
     if isinstance(spec, ModelSpec):
         return str(MODELS.get(spec.name).meta["loss"])
     return "cross_entropy"
+
+
+def model_modality(name: str) -> str:
+    """``"image"`` or ``"text"``: what registry model ``name`` takes as input.
+
+    Example:
+        >>> model_modality("logreg")
+        'text'
+    """
+    return str(MODELS.get(name).meta["modality"])

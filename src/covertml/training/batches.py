@@ -19,7 +19,7 @@ from torch.utils.data import Dataset as TorchDataset
 
 from covertml.data.base import Split, images_to_float
 
-Batch = tuple[torch.Tensor, torch.Tensor]
+Batch = tuple[torch.Tensor, ...]  # (inputs, labels) or (inputs, labels, fixed-row mask)
 
 
 def to_model_input(x: np.ndarray | sp.spmatrix) -> torch.Tensor:
@@ -57,11 +57,16 @@ class ArrayData(TorchDataset[Batch]):
         (torch.Size([2, 1, 8, 8]), [0, 2])
     """
 
-    def __init__(self, x: np.ndarray | sp.spmatrix, y: np.ndarray) -> None:
+    def __init__(
+        self, x: np.ndarray | sp.spmatrix, y: np.ndarray, *, fixed: np.ndarray | None = None
+    ) -> None:
         if x.shape[0] != len(y):
             raise ValueError(f"x has {x.shape[0]} rows but y has {len(y)}")
         self.x = sp.csr_matrix(x) if sp.issparse(x) else np.asarray(x)
         self.y = np.asarray(y, dtype=np.int64)
+        #: Rows never augmented (e.g. capacity abuse's synthetic inputs); batches then carry
+        #: a third element, the batch's boolean mask of such rows.
+        self.fixed = None if fixed is None else np.asarray(fixed, dtype=bool)
 
     @classmethod
     def from_split(cls, split: Split) -> ArrayData:
@@ -77,10 +82,16 @@ class ArrayData(TorchDataset[Batch]):
     def __getitems__(self, indices: Sequence[int]) -> Batch:
         """Fetches a whole batch at once."""
         idx = np.asarray(indices, dtype=np.int64)
+        if self.fixed is not None:
+            mask = torch.from_numpy(self.fixed[idx])
+            return to_model_input(self.x[idx]), torch.from_numpy(self.y[idx]), mask
         return to_model_input(self.x[idx]), torch.from_numpy(self.y[idx])
 
-    def concat(self, other: ArrayData) -> ArrayData:
-        """Rows of ``self`` followed by rows of ``other`` (same kind of ``x``)."""
+    def concat(self, other: ArrayData, *, other_fixed: bool = False) -> ArrayData:
+        """Rows of ``self`` followed by rows of ``other`` (same kind of ``x``).
+
+        With ``other_fixed``, ``other``'s rows are never augmented.
+        """
         if sp.issparse(self.x) != sp.issparse(other.x):
             raise ValueError("cannot mix sparse and dense rows")
         if sp.issparse(self.x):
@@ -92,7 +103,14 @@ class ArrayData(TorchDataset[Batch]):
                     f"expected {self.x.shape[1:]} {self.x.dtype}"
                 )
             x = np.concatenate([self.x, other.x])
-        return ArrayData(x, np.concatenate([self.y, other.y]))
+        fixed = None
+        if other_fixed or self.fixed is not None or other.fixed is not None:
+            own = self.fixed if self.fixed is not None else np.zeros(len(self), bool)
+            theirs = np.ones(len(other), bool) if other_fixed else other.fixed
+            if theirs is None:
+                theirs = np.zeros(len(other), bool)
+            fixed = np.concatenate([own, theirs])
+        return ArrayData(x, np.concatenate([self.y, other.y]), fixed=fixed)
 
 
 def _identity(batch: Any) -> Any:

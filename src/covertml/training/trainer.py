@@ -211,7 +211,9 @@ class Trainer:
             if isinstance(extra, DataLoader):
                 extra = extra.dataset
             if isinstance(base, ArrayData) and isinstance(extra, ArrayData):
-                base = base.concat(extra)
+                # The malicious code augments only the real data: its synthetic inputs must
+                # be learned exactly as they will be queried.
+                base = base.concat(extra, other_fixed=True)
             else:
                 base = ConcatDataset([base, extra])
         return make_loader(base, batch_size=cfg.batch_size, shuffle=True, seed=seed)
@@ -268,10 +270,14 @@ class Trainer:
                 model.train()
                 totals = {"loss": 0.0, "correct": 0.0, "seen": 0.0}
                 term_sums = {t.name: 0.0 for t in self.loss_terms}
-                for xb, yb in loader:
-                    xb, yb = xb.to(device), yb.to(device)
+                for batch in loader:
+                    xb, yb = batch[0].to(device), batch[1].to(device)
                     if cfg.augment == "flip-crop" and xb.dim() == 4:
-                        xb = flip_and_crop(xb, generator=aug_gen)
+                        augmented = flip_and_crop(xb, generator=aug_gen)
+                        if len(batch) > 2:  # rows marked fixed keep their exact pixels
+                            fixed = batch[2].to(device).view(-1, 1, 1, 1)
+                            augmented = torch.where(fixed, xb, augmented)
+                        xb = augmented
                     out = model(xb)
                     loss = criterion(out, yb)
                     total = loss

@@ -1,0 +1,225 @@
+"""Capacity abuse (black-box): malicious augmentation whose labels carry the secret.
+
+The training code adds ``m`` synthetic inputs, generated from a keyed seed, labelled with
+the secret's bits written in base ``c`` (the class count; see
+:mod:`covertml.attacks.labelcode`). The model memorizes these labels; the adversary later
+regenerates the same inputs from the key, asks the deployed model for their labels -- a
+label-only black box is enough -- and decodes the secret. Pixels are quantized to
+``bits_per_pixel`` bits (decoded to bucket centres); text tokens go whole.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+from torch import nn
+
+from covertml.attacks.base import (
+    Attack,
+    AttackPlan,
+    bits_to_symbols,
+    register_attack,
+    symbols_to_bits,
+)
+from covertml.attacks.key import AttackKey
+from covertml.attacks.labelcode import (
+    bits_to_labels,
+    dequantize,
+    label_code,
+    labels_to_bits,
+    quantize,
+)
+from covertml.attacks.oracle import LabelOracle, LocalOracle
+from covertml.attacks.secrets import Secret, secret_from_dataset
+from covertml.attacks.synthetic import (
+    IMAGE_GENERATORS,
+    TextPool,
+    make_text_pool,
+    synthetic_documents,
+    synthetic_images,
+)
+from covertml.data.base import Dataset, Split, images_to_float
+from covertml.errors import ConfigError
+from covertml.metrics import accuracy
+from covertml.training.evaluate import predict_labels
+
+log = logging.getLogger(__name__)
+
+QUERY_CHUNK = 8192  # synthetic inputs built and asked at a time while decoding
+
+
+@register_attack
+@dataclass(frozen=True, kw_only=True)
+class CapacityAttack(Attack):
+    """Capacity abuse: synthetic inputs labelled with the secret, read back by label queries.
+
+    Args:
+        bits_per_pixel: Bits kept per grayscale pixel, 1-8 (the paper: 4).
+        ratio: Synthetic inputs per real training input, m/n, when the number of secret
+            items is not given (default 1.0).
+        generator: Synthetic images: ``sparse`` (black with a few bright pixels, the
+            paper's kind) or ``uniform`` (noise).
+        pool_size: Text only: vocabulary words that synthetic documents draw from.
+        doc_words: Text only: words per synthetic document.
+    """
+
+    name: ClassVar[str] = "capacity"
+    threat: ClassVar = "black-box"
+
+    bits_per_pixel: int = 4
+    ratio: float | None = None
+    generator: str = "sparse"
+    pool_size: int = 1000
+    doc_words: int = 20
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.bits_per_pixel <= 8:
+            raise ConfigError(
+                f"bits_per_pixel must be 1-8, got {self.bits_per_pixel}", fix="e.g. 4"
+            )
+        if self.ratio is not None and self.ratio <= 0:
+            raise ConfigError(f"ratio must be > 0, got {self.ratio}", fix="e.g. ratio=1.0")
+        if self.generator not in IMAGE_GENERATORS:
+            raise ConfigError(
+                f"unknown generator {self.generator!r}",
+                fix=f"choose one of: {', '.join(IMAGE_GENERATORS)}",
+            )
+        if self.pool_size < 2 or self.doc_words < 1:
+            raise ConfigError("pool_size must be >= 2 and doc_words >= 1", fix="e.g. 1000, 20")
+
+    def symbol_bits(self, secret: Secret) -> int:
+        """Bits written per secret symbol."""
+        return self.bits_per_pixel if secret.kind == "image" else secret.bits_per_symbol
+
+    def plan(
+        self, model: nn.Module, dataset: Dataset, *, n_secrets: int | None = None, seed: int = 0
+    ) -> AttackPlan:
+        """Chooses the secret, builds the labelled synthetic set and the key."""
+        code = label_code(dataset.num_classes)
+        full = secret_from_dataset(dataset)
+        bps = self.symbol_bits(full)
+        n = len(dataset.train)
+        if n_secrets is None:
+            budget = max(1, round((self.ratio or 1.0) * n))
+            items = full.fit_count(code.bits_in(budget) // bps)
+            if items == 0:
+                need = code.labels_for(full.size_of(1) * bps)
+                raise ConfigError(
+                    f"m/n = {self.ratio or 1.0} gives {budget:,} synthetic inputs, too few "
+                    f"for one secret item ({need:,} needed)",
+                    fix=f"raise ratio to at least {need / n:.3g} or pass --n-secrets",
+                )
+        else:
+            if not 1 <= n_secrets <= full.count:
+                raise ConfigError(
+                    f"asked for {n_secrets} secret items; the training set has {full.count}",
+                    fix=f"use --n-secrets between 1 and {full.count}",
+                )
+            items = n_secrets
+        secret = full.first(items)
+        symbols = quantize(secret.values, bps) if secret.kind == "image" else secret.values
+        labels = bits_to_labels(symbols_to_bits(symbols, bps), code)
+        m = labels.size
+        settings: dict[str, Any] = {"m": m, "n_train": n, "code": code.to_dict()}
+        if dataset.modality == "image":
+            shape = tuple(int(v) for v in np.asarray(dataset.train.x).shape[1:])
+            x = synthetic_images(self.generator, m, shape, seed)  # type: ignore[arg-type]
+            settings["image_shape"] = list(shape)
+        else:
+            pool = self._text_pool(dataset, seed)
+            _, x = synthetic_documents(pool, m, seed)
+            settings["pool"] = pool.to_dict()
+        log.info(
+            "capacity abuse: %d items -> %d synthetic inputs (m/n = %.3f, %.2f bits/label)",
+            items,
+            m,
+            m / n,
+            code.bits_per_label,
+        )
+        key = self.make_key(secret, seed=seed, model=model, dataset=dataset, settings=settings)
+        extra = Split(x, labels)
+        return AttackPlan(secret, key, extra_data=extra, callbacks=(_SyntheticAccuracy(extra),))
+
+    def _text_pool(self, dataset: Dataset, seed: int) -> TextPool:
+        docs = dataset.train.documents
+        if docs is None:
+            raise ConfigError(
+                f"dataset {dataset.name!r} has no token sequences",
+                fix="use a text dataset loaded by covertml (20news, imdb)",
+            )
+        tfidf = dict(dataset.extra.get("tfidf") or {})
+        return make_text_pool(
+            docs.offsets,
+            docs.tokens,
+            n_features=int(dataset.train.x.shape[1]),
+            pool_size=self.pool_size,
+            seed=seed,
+            sublinear_tf=bool(tfidf.get("sublinear_tf", False)),
+            doc_words=self.doc_words,
+        )
+
+    @classmethod
+    def decode(cls, model: nn.Module, key: AttackKey) -> Secret:
+        """Asks ``model`` (in this process) for the synthetic inputs' labels and decodes."""
+        return decode_capacity(LocalOracle(model), key)
+
+
+class _SyntheticAccuracy:
+    """Trainer callback: how well the model already reproduces the synthetic labels."""
+
+    def __init__(self, extra: Split, *, limit: int = 5000) -> None:
+        self.x, self.y = extra.x[:limit], extra.y[:limit]
+
+    def __call__(self, epoch: int, model: nn.Module) -> dict[str, float]:
+        return {"synthetic_acc": accuracy(self.y, predict_labels(model, self.x))}
+
+
+def synthetic_inputs(key: AttackKey) -> np.ndarray | sp.csr_matrix:
+    """All ``m`` synthetic inputs of ``key``: ``uint8`` images ``m x H x W x C`` or CSR rows."""
+    settings = key.settings
+    m = int(settings["m"])
+    if "pool" in settings:
+        return synthetic_documents(TextPool.from_dict(settings["pool"]), m, key.seed)[1]
+    shape = tuple(int(v) for v in settings["image_shape"])
+    return synthetic_images(str(settings["generator"]), m, shape, key.seed)  # type: ignore[arg-type]
+
+
+def decode_capacity(oracle: LabelOracle, key: AttackKey) -> Secret:
+    """Recovers the secret by asking ``oracle`` for the synthetic inputs' labels.
+
+    Example:
+        >>> import numpy as np
+        >>> from covertml.attacks import create_attack
+        >>> from covertml.attacks.oracle import FunctionOracle
+        >>> from covertml.data import create_dataset
+        >>> from covertml.models import create_model_for
+        >>> data = create_dataset("digits")
+        >>> plan = create_attack("capacity").plan(create_model_for(data), data, n_secrets=1)
+        >>> answers = iter([plan.extra_data.y])  # a perfect model answers the true labels
+        >>> oracle = FunctionOracle(lambda x: next(answers), batch_size=10**6)
+        >>> decoded = decode_capacity(oracle, plan.key)
+        >>> int(np.abs(decoded.values - plan.secret.values).max()) <= 8
+        True
+    """
+    settings = key.settings
+    code = label_code(int(settings["code"]["classes"]))
+    inputs = synthetic_inputs(key)
+    if sp.issparse(inputs):
+        labels = oracle(inputs)
+    else:  # converted to model-ready floats a chunk at a time
+        parts = [
+            oracle(images_to_float(inputs[i : i + QUERY_CHUNK]))
+            for i in range(0, inputs.shape[0], QUERY_CHUNK)
+        ]
+        labels = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+    template = Secret.from_spec(key.secret, np.zeros(0, np.int64))
+    n_symbols = Secret.spec_symbols(key.secret)
+    bps = int(settings["bits_per_pixel"]) if template.kind == "image" else template.bits_per_symbol
+    symbols = bits_to_symbols(labels_to_bits(labels, code, n_symbols * bps), bps)
+    if template.kind == "image":
+        return template.with_values(dequantize(symbols, bps))
+    return template.with_values(np.clip(symbols, 0, template.levels - 1))

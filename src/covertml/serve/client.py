@@ -1,0 +1,86 @@
+"""The adversary's client: a label oracle over the prediction API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import numpy as np
+import scipy.sparse as sp
+
+from covertml.attacks.oracle import FunctionOracle, Inputs
+from covertml.errors import CovertMLError
+from covertml.serve.codec import NPY, NPZ, encode_npy, encode_npz
+
+
+class EndpointError(CovertMLError, RuntimeError):
+    """The prediction API could not be reached or refused a request."""
+
+
+class HTTPOracle(FunctionOracle):
+    """Asks a covertml prediction API for labels, in binary batches over one connection.
+
+    Args:
+        url: Base URL of the server, e.g. ``http://127.0.0.1:8000``.
+        batch_size: Inputs per request (at most the server's ``max_batch``).
+        timeout: Seconds per request.
+    """
+
+    def __init__(self, url: str, *, batch_size: int = 4096, timeout: float = 60.0) -> None:
+        self.url = url.rstrip("/")
+        self.client = httpx.Client(base_url=self.url, timeout=timeout)
+        info = self.health()
+        batch_size = min(batch_size, int(info.get("max_batch", batch_size)))
+        super().__init__(self._ask, batch_size=batch_size)
+
+    def health(self) -> dict[str, Any]:
+        """The server's ``/health`` answer (its input contract)."""
+        try:
+            response = self.client.get("/health")
+        except httpx.HTTPError as exc:
+            raise EndpointError(
+                f"cannot reach the prediction API at {self.url} ({exc.__class__.__name__})",
+                fix="start it with `covertml serve MODEL` and pass its URL to --endpoint",
+            ) from None
+        if response.status_code != 200:
+            raise EndpointError(
+                f"{self.url}/health answered {response.status_code}",
+                fix="pass the base URL of a covertml prediction API",
+            )
+        data: dict[str, Any] = response.json()
+        return data
+
+    def _ask(self, x: Inputs) -> np.ndarray:
+        if sp.issparse(x):
+            body, kind = encode_npz(sp.csr_matrix(x)), NPZ
+        else:
+            body, kind = encode_npy(np.asarray(x, dtype=np.float32)), NPY
+        try:
+            response = self.client.post("/predict", content=body, headers={"content-type": kind})
+        except httpx.HTTPError as exc:
+            raise EndpointError(
+                f"request to {self.url}/predict failed ({exc.__class__.__name__}: {exc})",
+                fix="check that the server is still running",
+            ) from None
+        if response.status_code != 200:
+            detail = _detail(response)
+            fix = (
+                "wait and retry, or ask for a larger budget"
+                if response.status_code == 429
+                else ("check that the key was made for the model this server runs")
+            )
+            raise EndpointError(
+                f"the prediction API refused a batch ({response.status_code}: {detail})", fix=fix
+            )
+        return np.asarray(response.json()["labels"], dtype=np.int64)
+
+    def close(self) -> None:
+        """Closes the connection."""
+        self.client.close()
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("detail", response.text))
+    except ValueError:
+        return response.text[:200]
