@@ -1,4 +1,4 @@
-"""Every white-box attack runs end to end from the CLI on every real dataset (tiny subsets)."""
+"""Every attack runs end to end from the CLI on every real dataset (tiny subsets)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,12 @@ ARCHIVES = {
     "20news": "20news-bydate/20news-bydate.tar.gz",
     "imdb": "imdb/aclImdb_labelled.tar.gz",
 }
-ATTACKS = {"lsb": ["--bits", "16"], "correlation": ["--lam", "3"], "sign": ["--lam", "50"]}
+ATTACKS = {
+    "lsb": ["--bits", "16"],
+    "correlation": ["--lam", "3"],
+    "sign": ["--lam", "50"],
+    "capacity": ["--n-secrets", "1", "--bits-per-pixel", "2"],
+}
 
 
 def data_dir() -> Path:

@@ -27,6 +27,8 @@ from covertml.attacks.base import (
 )
 from covertml.attacks.key import AttackKey
 from covertml.attacks.labelcode import (
+    DEFAULT_CHUNK_BITS,
+    LabelCode,
     bits_to_labels,
     dequantize,
     label_code,
@@ -61,10 +63,13 @@ class CapacityAttack(Attack):
         bits_per_pixel: Bits kept per grayscale pixel, 1-8 (the paper: 4).
         ratio: Synthetic inputs per real training input, m/n, when the number of secret
             items is not given (default 1.0).
-        generator: Synthetic images: ``sparse`` (black with a few bright pixels, the
-            paper's kind) or ``uniform`` (noise).
+        generator: Synthetic images: ``uniform`` (noise; the default, learned best and at
+            the least accuracy cost in docs/RESULTS.md) or ``sparse`` (black with a few
+            bright pixels, the paper's kind).
         pool_size: Text only: vocabulary words that synthetic documents draw from.
         doc_words: Text only: words per synthetic document.
+        chunk_bits: Most secret bits per group of labels (1-63); a wrong label garbles
+            one group, so smaller groups localize errors at a small cost in density.
     """
 
     name: ClassVar[str] = "capacity"
@@ -72,9 +77,10 @@ class CapacityAttack(Attack):
 
     bits_per_pixel: int = 4
     ratio: float | None = None
-    generator: str = "sparse"
+    generator: str = "uniform"
     pool_size: int = 1000
     doc_words: int = 20
+    chunk_bits: int = DEFAULT_CHUNK_BITS
 
     def __post_init__(self) -> None:
         if not 1 <= self.bits_per_pixel <= 8:
@@ -88,6 +94,7 @@ class CapacityAttack(Attack):
                 f"unknown generator {self.generator!r}",
                 fix=f"choose one of: {', '.join(IMAGE_GENERATORS)}",
             )
+        label_code(2, self.chunk_bits)  # validates chunk_bits
         if self.pool_size < 2 or self.doc_words < 1:
             raise ConfigError("pool_size must be >= 2 and doc_words >= 1", fix="e.g. 1000, 20")
 
@@ -99,7 +106,7 @@ class CapacityAttack(Attack):
         self, model: nn.Module, dataset: Dataset, *, n_secrets: int | None = None, seed: int = 0
     ) -> AttackPlan:
         """Chooses the secret, builds the labelled synthetic set and the key."""
-        code = label_code(dataset.num_classes)
+        code = label_code(dataset.num_classes, self.chunk_bits)
         full = secret_from_dataset(dataset)
         bps = self.symbol_bits(full)
         n = len(dataset.train)
@@ -206,7 +213,7 @@ def decode_capacity(oracle: LabelOracle, key: AttackKey) -> Secret:
         True
     """
     settings = key.settings
-    code = label_code(int(settings["code"]["classes"]))
+    code = LabelCode(**{k: int(v) for k, v in settings["code"].items()})
     inputs = synthetic_inputs(key)
     if sp.issparse(inputs):
         labels = oracle(inputs)

@@ -15,6 +15,7 @@ from torch import nn
 
 from covertml.attacks.base import decode_secret
 from covertml.attacks.key import AttackKey
+from covertml.attacks.labelcode import dequantize, quantize
 from covertml.attacks.score import RecoveryScores, score_recovery
 from covertml.attacks.secrets import Secret, secret_from_dataset
 from covertml.data.registry import create_dataset
@@ -73,6 +74,23 @@ def true_secret(
     return truth, ds.vocabulary
 
 
+def quantization_scores(key: AttackKey, truth: Secret, recovered: Secret) -> dict[str, float]:
+    """Quantization facts for attacks that quantize pixels (capacity abuse).
+
+    Returns the best MAPE possible at that many bits per pixel (every bucket right, decoded
+    to its centre) and the fraction of pixels whose bucket came back right.
+    """
+    bits = key.settings.get("bits_per_pixel")
+    if bits is None or truth.kind != "image":
+        return {}
+    best = truth.with_values(dequantize(quantize(truth.values, int(bits)), int(bits)))
+    right = quantize(truth.values, int(bits)) == quantize(recovered.values, int(bits))
+    return {
+        "quantization_floor_mape": float(np.abs(truth.values - best.values).mean()),
+        "exact_buckets": float(right.mean()) if right.size else 1.0,
+    }
+
+
 def write_recovered(
     secret: Secret, out: Path, *, vocabulary: tuple[str, ...] | None = None
 ) -> list[str]:
@@ -96,7 +114,7 @@ def write_recovered(
 
 
 def extract(
-    model: nn.Module,
+    model: nn.Module | None,
     key: AttackKey,
     out_dir: str | os.PathLike[str],
     *,
@@ -117,18 +135,22 @@ def extract(
         details: Extra facts to record (e.g. queries used).
     """
     out = Path(out_dir)
-    secret = recovered if recovered is not None else decode_secret(model, key)
+    if recovered is None and model is None:
+        raise ValueError("pass the model or an already recovered secret")
+    secret = recovered if recovered is not None else decode_secret(model, key)  # type: ignore[arg-type]
     truth, vocabulary = (None, None)
     if dataset is not None:
         truth, vocabulary = true_secret(key, dataset, data_dir=data_dir)
     files = write_recovered(secret, out, vocabulary=vocabulary)
     scores = None
+    extra = dict(details or {})
     if truth is not None:
         scores = score_recovery(truth, secret)
+        extra.update(quantization_scores(key, truth, secret))
         if truth.kind == "image":
             save_grid(out / "original_vs_recovered.png", [truth.images(), secret.images()])
             files.append("original_vs_recovered.png")
-    result = Extraction(secret.kind, secret.count, tuple(files), scores, dict(details or {}))
+    result = Extraction(secret.kind, secret.count, tuple(files), scores, extra)
     atomic_write_text(out / "metrics.json", json.dumps(result.to_dict(), indent=2) + "\n")
     log.info("extracted %d %s items into %s", secret.count, secret.kind, out)
     return result

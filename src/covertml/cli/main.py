@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from covertml import __version__
-from covertml.cli import attack_cmds, inspect_cmds, train_cmds
+from covertml.cli import attack_cmds, inspect_cmds, serve_cmds, train_cmds
 from covertml.cli.common import err_console, setup_logging
 from covertml.errors import CovertMLError
 
@@ -46,6 +46,7 @@ def _root(
 inspect_cmds.register(app)
 train_cmds.register(app)
 attack_cmds.register(app)
+serve_cmds.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -59,6 +59,15 @@ def train(
     ] = None,
     lam: Annotated[float | None, typer.Option(help="[correlation, sign] strength.")] = None,
     margin: Annotated[float | None, typer.Option(help="[sign] hinge margin.")] = None,
+    bits_per_pixel: Annotated[
+        int | None, typer.Option(help="[capacity] bits kept per pixel (1-8).")
+    ] = None,
+    ratio: Annotated[
+        float | None, typer.Option(help="[capacity] synthetic inputs per training input, m/n.")
+    ] = None,
+    generator: Annotated[
+        str | None, typer.Option(help="[capacity] synthetic images: uniform or sparse.")
+    ] = None,
     attack_opt: Annotated[
         list[str] | None, typer.Option(help="Any attack option KEY=VALUE (repeatable).")
     ] = None,
@@ -88,6 +97,9 @@ def train(
         "ecc_symbols": ecc_symbols,
         "lam": lam,
         "margin": margin,
+        "bits_per_pixel": bits_per_pixel,
+        "ratio": ratio,
+        "generator": generator,
     }
     options = {k: v for k, v in shortcuts.items() if v is not None}
     options.update(parse_kv(attack_opt, option="--attack-opt"))
@@ -119,9 +131,17 @@ def train(
     )
     if run.plan is not None:
         info = run.metrics["attack"]
+        if info["carriers"] is not None:
+            where = f"{info['carriers']:,} carrier parameters"
+        else:
+            learned = 100 * (info["synthetic_accuracy"] or 0.0)
+            where = (
+                f"the labels of {info['synthetic_inputs']:,} synthetic inputs "
+                f"(m/n = {info['m_over_n']:.2f}, learned {learned:.1f}%)"
+            )
         console.print(
             f"attack [bold]{info['name']}[/]: {info['items']} training items "
-            f"({info['bits_encoded']:,} bits) hidden in {info['carriers']:,} carrier parameters"
+            f"({info['bits_encoded']:,} bits) hidden in {where}"
         )
         console.print(f"adversary's key: {run.key_path}")
     console.print(f"wrote {run.model_path} and {run.metrics_path}")

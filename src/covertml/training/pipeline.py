@@ -139,18 +139,31 @@ def train_and_save(
 
 def attack_summary(plan: AttackPlan, model: nn.Module, result: TrainResult) -> dict[str, Any]:
     """What ``metrics.json`` records about an attack (never the passphrase)."""
-    settings = {k: v for k, v in plan.key.settings.items() if k != "passphrase"}
+    settings = {k: v for k, v in plan.key.settings.items() if k not in ("passphrase", "pool")}
     carriers = plan.key.carriers
     secret = plan.secret
     last = result.history[-1].test_accuracy if result.history else None
+    bps = secret.bits_per_symbol
+    if "bits_per_pixel" in settings and secret.kind == "image":
+        bps = int(settings["bits_per_pixel"])  # capacity abuse quantizes pixels
+    extra: dict[str, Any] = {}
+    if "m" in settings:  # capacity abuse: synthetic inputs and how well they were learned
+        extra = {
+            "synthetic_inputs": settings["m"],
+            "m_over_n": settings["m"] / max(int(settings["n_train"]), 1),
+            "synthetic_accuracy": (
+                result.history[-1].extra.get("synthetic_acc") if result.history else None
+            ),
+        }
     return {
         "name": plan.key.attack,
         "settings": settings,
         "encrypted": bool(plan.key.settings.get("passphrase")),
         "items": secret.count,
         "symbols": int(secret.values.size),
-        "bits_encoded": int(secret.values.size * secret.bits_per_symbol),
+        "bits_encoded": int(secret.values.size * bps),
         "carriers": carriers.size if carriers is not None else None,
         "parameters": sum(p.numel() for p in model.parameters()),
         "test_accuracy_before_post_steps": last,
+        **extra,
     }
