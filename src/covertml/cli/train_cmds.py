@@ -1,4 +1,4 @@
-"""Commands that train: ``train`` and ``demo``."""
+"""``covertml train``: honest or malicious training of one model."""
 
 from __future__ import annotations
 
@@ -6,10 +6,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from covertml.attacks import AttackKey, create_attack
-from covertml.attacks.extract import extract as run_extract
+from covertml.attacks import create_attack
 from covertml.cli.common import (
     DataDirOpt,
     DatasetOpt,
@@ -22,7 +20,6 @@ from covertml.cli.common import (
 )
 from covertml.data import create_dataset
 from covertml.errors import ConfigError
-from covertml.models import load_model
 from covertml.training import recipe
 from covertml.training.pipeline import train_and_save
 
@@ -147,69 +144,6 @@ def train(
     console.print(f"wrote {run.model_path} and {run.metrics_path}")
 
 
-DEMO_ATTACKS: tuple[tuple[str, dict[str, object]], ...] = (
-    ("lsb", {"bits": 16, "passphrase": "demo-passphrase"}),
-    ("correlation", {"lam": 5.0, "clip": 2.0}),
-    ("sign", {"lam": 50.0}),
-)
-
-
-def demo(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("runs/demo"),
-    epochs: Annotated[int | None, typer.Option(help="Epochs (default: recipe).")] = None,
-    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
-) -> None:
-    """Run the demo on the embedded digits data (no files needed).
-
-    Trains an honest baseline and one model per white-box attack, extracts the hidden
-    training images from each released model with its key, and shows what came back.
-    """
-    console.rule("[bold]covertml demo[/] -- digits (embedded)")
-    ds = create_dataset("digits")
-    console.print(f"dataset: digits, {len(ds.train)} train / {len(ds.test)} test 8x8 images")
-    config = recipe("digits", epochs=epochs, seed=seed)
-    table = Table(title="demo summary: honest vs malicious training code")
-    for col in ("training code", "test acc", "delta", "images stolen", "MAPE", "SSIM"):
-        table.add_column(col)
-    console.print("[bold]1/4[/] honest baseline")
-    honest = train_and_save(ds, out / "honest", config=config, overwrite=True, progress=True)
-    base = honest.result.test_accuracy or 0.0
-    table.add_row("honest", f"{base:.4f}", "", "", "", "")
-    for i, (name, options) in enumerate(DEMO_ATTACKS, start=2):
-        console.print(f"[bold]{i}/4[/] attack [bold]{name}[/] {options}")
-        run = train_and_save(
-            ds,
-            out / name,
-            config=config,
-            overwrite=True,
-            progress=True,
-            attack=create_attack(name, **options),
-            dataset_ref={"name": "digits", "seed": seed},
-        )
-        assert run.plan is not None
-        loaded = load_model(run.model_path).model  # the adversary sees only the file + key
-        result = run_extract(
-            loaded, AttackKey.load(run.key_path or ""), out / name / "extracted", dataset="digits"
-        )
-        acc = run.result.test_accuracy or 0.0
-        s = result.scores
-        assert s is not None and s.mape is not None
-        table.add_row(
-            name,
-            f"{acc:.4f}",
-            f"{100 * (acc - base):+.2f} pts",
-            str(result.items),
-            f"{s.mape:.2f}",
-            "n/a" if s.ssim is None else f"{s.ssim:.3f}",
-        )
-    console.print(table)
-    console.print("original (top) vs recovered (bottom) images:")
-    for name, _ in DEMO_ATTACKS:
-        console.print(f"  {out / name / 'extracted' / 'original_vs_recovered.png'}")
-    console.print(f"results in {out}/ (each folder: model.safetensors, key.json, extracted/)")
-
-
 def register(app: typer.Typer) -> None:
     """Adds the commands to ``app``."""
     app.command("train")(train)
-    app.command("demo")(demo)
