@@ -156,3 +156,16 @@ def test_client_errors_are_one_line(server) -> None:
     oracle = HTTPOracle(server.url)
     with pytest.raises(EndpointError, match="422"):
         oracle(np.zeros((2, 3), np.float32))
+
+
+def test_listening_socket_is_tcp_so_responses_skip_nagle() -> None:
+    """asyncio disables Nagle only on sockets whose proto is TCP (else ~40 ms per reply)."""
+    import socket
+
+    from covertml.serve.runner import bind_socket
+
+    sock = bind_socket("127.0.0.1", 0)
+    try:
+        assert sock.proto == socket.IPPROTO_TCP
+    finally:
+        sock.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import httpx
@@ -17,6 +18,19 @@ class EndpointError(CovertMLError, RuntimeError):
     """The prediction API could not be reached or refused a request."""
 
 
+NODELAY = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+
+
+def make_client(url: str, *, timeout: float = 60.0) -> httpx.Client:
+    """An HTTP client with Nagle's algorithm off.
+
+    httpx writes a request in more than one piece; with Nagle on, the second piece waits
+    for the server's delayed ACK, adding about 40 ms to every request on loopback.
+    """
+    transport = httpx.HTTPTransport(socket_options=NODELAY)
+    return httpx.Client(base_url=url, timeout=timeout, transport=transport)
+
+
 class HTTPOracle(FunctionOracle):
     """Asks a covertml prediction API for labels, in binary batches over one connection.
 
@@ -28,7 +42,7 @@ class HTTPOracle(FunctionOracle):
 
     def __init__(self, url: str, *, batch_size: int = 4096, timeout: float = 60.0) -> None:
         self.url = url.rstrip("/")
-        self.client = httpx.Client(base_url=self.url, timeout=timeout)
+        self.client = make_client(self.url, timeout=timeout)
         info = self.health()
         batch_size = min(batch_size, int(info.get("max_batch", batch_size)))
         super().__init__(self._ask, batch_size=batch_size)
