@@ -178,3 +178,10 @@ def test_trained_model_leaks_images_through_labels(digits) -> None:
     floor = np.abs(dequantize(quantize(truth, 4), 4) - truth).mean()
     assert np.abs(decoded.values - truth).mean() <= floor + 1.0
     assert oracle.queries == plan.key.settings["m"]
+
+
+def test_uniform_generator_follows_the_documented_spec() -> None:
+    """docs/KEY_AND_PAYLOAD.md: default_rng([seed, 0x5EED]).integers(0, 256, (m, H, W, C))."""
+    rng = np.random.default_rng([9, 0x5EED])
+    spec = rng.integers(0, 256, size=(7, 4, 5, 3), dtype=np.uint8)
+    assert (synthetic_images("uniform", 7, (4, 5, 3), seed=9) == spec).all()

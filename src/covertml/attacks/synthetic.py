@@ -34,7 +34,8 @@ def _sparse(rng: np.random.Generator, n: int, shape: tuple[int, int, int]) -> np
     h, w, c = shape
     k = max(3, (h * w) // 20)
     keys = rng.random((n, h * w))
-    marked = np.argpartition(keys, k, axis=1)[:, :k]  # k distinct positions per image
+    # k distinct positions per image: the k smallest keys, in increasing position order
+    marked = np.sort(np.argpartition(keys, k, axis=1)[:, :k], axis=1)
     out = np.zeros((n, h * w, c), dtype=np.uint8)
     rows = np.repeat(np.arange(n), k)
     out[rows, marked.reshape(-1)] = rng.integers(128, 256, size=(n * k, c), dtype=np.uint8)
