@@ -17,6 +17,7 @@ floor (every bucket right, decoded to its centre) beside the MAPE.
 from __future__ import annotations
 
 import argparse
+import json
 
 import numpy as np
 
@@ -41,6 +42,7 @@ def main() -> None:
     parser.add_argument("--train-limit", type=int, default=None)
     parser.add_argument("--test-limit", type=int, default=None)
     parser.add_argument("--model", default=None)
+    parser.add_argument("--opt", action="append", default=[], help="KEY=VALUE attack option")
     args = parser.parse_args()
     ds = create_dataset(
         args.dataset,
@@ -62,7 +64,11 @@ def main() -> None:
     for kind, value in settings:
         seed_everything(cfg.seed)
         model = create_model_for(ds, args.model)
-        options = {"bits_per_pixel": args.bits_per_pixel, "generator": args.generator}
+        options: dict[str, object] = {
+            "bits_per_pixel": args.bits_per_pixel,
+            "generator": args.generator,
+            **{k: json.loads(v) for k, v in (o.split("=", 1) for o in args.opt)},
+        }
         if kind == "ratio":
             options["ratio"] = value
         attack = create_attack("capacity", **options)
@@ -114,6 +120,7 @@ def main() -> None:
         )
         print(rows[-1], flush=True)
     name = f"capacity-{args.dataset}-{args.generator}-k{args.bits_per_pixel}"
+    name += "".join(f"-{o}" for o in args.opt)
     save_record(
         name,
         {
