@@ -42,6 +42,7 @@ def main() -> None:
     parser.add_argument("--train-limit", type=int, default=None)
     parser.add_argument("--test-limit", type=int, default=None)
     parser.add_argument("--model", default=None)
+    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--opt", action="append", default=[], help="KEY=VALUE attack option")
     args = parser.parse_args()
     ds = create_dataset(
@@ -50,7 +51,7 @@ def main() -> None:
         train_limit=args.train_limit,
         test_limit=args.test_limit,
     )
-    cfg = recipe(args.dataset, epochs=args.epochs)
+    cfg = recipe(args.dataset, epochs=args.epochs, seed=args.seed)
     seed_everything(cfg.seed)
     honest_model = create_model_for(ds, args.model)
     honest = Trainer(cfg).fit(honest_model, ds.train, test_data=ds.test)
@@ -72,7 +73,8 @@ def main() -> None:
         if kind == "ratio":
             options["ratio"] = value
         attack = create_attack("capacity", **options)
-        plan = attack.plan(model, ds, n_secrets=int(value) if kind == "n" else None)
+        n_secrets = int(value) if kind == "n" else None
+        plan = attack.plan(model, ds, n_secrets=n_secrets, seed=args.seed)
         result = plan.trainer(cfg).fit(model, ds.train, test_data=ds.test)
         oracle = LocalOracle(model)
         decoded = decode_capacity(oracle, plan.key)
@@ -120,7 +122,7 @@ def main() -> None:
         )
         print(rows[-1], flush=True)
     name = f"capacity-{args.dataset}-{args.generator}-k{args.bits_per_pixel}"
-    name += "".join(f"-{o}" for o in args.opt)
+    name += "".join(f"-{o}" for o in args.opt) + (f"-seed{args.seed}" if args.seed else "")
     save_record(
         name,
         {
