@@ -66,7 +66,10 @@ class CapacityAttack(Attack):
         generator: Synthetic images: ``uniform`` (noise; the default, learned best and at
             the least accuracy cost in docs/RESULTS.md) or ``sparse`` (black with a few
             bright pixels, the paper's kind).
-        pool_size: Text only: vocabulary words that synthetic documents draw from.
+        pool_size: Text only: vocabulary words that synthetic documents draw from. A
+            large pool and short documents keep the synthetic rows nearly orthogonal, so a
+            linear model can memorize their labels (20 Newsgroups: 100% with 20,000 words
+            and 5 words per document, 41% with 1,000 and 20).
         doc_words: Text only: words per synthetic document.
         chunk_bits: Most secret bits per group of labels (1-63); a wrong label garbles
             one group, so smaller groups localize errors at a small cost in density.
@@ -78,8 +81,8 @@ class CapacityAttack(Attack):
     bits_per_pixel: int = 4
     ratio: float | None = None
     generator: str = "uniform"
-    pool_size: int = 1000
-    doc_words: int = 20
+    pool_size: int = 20000
+    doc_words: int = 5
     chunk_bits: int = DEFAULT_CHUNK_BITS
 
     def __post_init__(self) -> None:
@@ -96,7 +99,7 @@ class CapacityAttack(Attack):
             )
         label_code(2, self.chunk_bits)  # validates chunk_bits
         if self.pool_size < 2 or self.doc_words < 1:
-            raise ConfigError("pool_size must be >= 2 and doc_words >= 1", fix="e.g. 1000, 20")
+            raise ConfigError("pool_size must be >= 2 and doc_words >= 1", fix="e.g. 20000, 5")
 
     def symbol_bits(self, secret: Secret) -> int:
         """Bits written per secret symbol."""
