@@ -78,7 +78,7 @@ class TextPool:
     idf: np.ndarray
     n_features: int
     sublinear_tf: bool = False
-    doc_words: int = 20
+    doc_words: int = 5
 
     def to_dict(self) -> dict[str, object]:
         """JSON-able form (stored in the key)."""
@@ -117,7 +117,7 @@ def make_text_pool(
     pool_size: int,
     seed: int,
     sublinear_tf: bool = False,
-    doc_words: int = 20,
+    doc_words: int = 5,
 ) -> TextPool:
     """A keyed pool of words seen in training, with sklearn's smooth idf.
 
