@@ -17,40 +17,25 @@ floor (every bucket right, decoded to its centre) beside the MAPE.
 from __future__ import annotations
 
 import argparse
-import json
 
-import numpy as np
-
-from common import markdown_table, save_record
+from common import add_data_args, attack_opts, load_dataset, markdown_table, save_record
 from covertml.attacks import LocalOracle, create_attack, decode_capacity
-from covertml.attacks.labelcode import dequantize, quantize
+from covertml.attacks.extract import quantization_scores
 from covertml.attacks.score import score_recovery
-from covertml.data import create_dataset
 from covertml.models import create_model_for
 from covertml.training import Trainer, recipe, seed_everything
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", default="digits")
-    parser.add_argument("--data-dir", default=None)
+    add_data_args(parser)
     parser.add_argument("--ratios", default=None, help="m/n values, comma-separated")
     parser.add_argument("--n-secrets", default=None, help="numbers of items, comma-separated")
     parser.add_argument("--bits-per-pixel", type=int, default=4)
     parser.add_argument("--generator", default="uniform")
-    parser.add_argument("--epochs", type=int, default=None)
-    parser.add_argument("--train-limit", type=int, default=None)
-    parser.add_argument("--test-limit", type=int, default=None)
-    parser.add_argument("--model", default=None)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--opt", action="append", default=[], help="KEY=VALUE attack option")
     args = parser.parse_args()
-    ds = create_dataset(
-        args.dataset,
-        data_dir=args.data_dir,
-        train_limit=args.train_limit,
-        test_limit=args.test_limit,
-    )
+    ds = load_dataset(args)
     cfg = recipe(args.dataset, epochs=args.epochs, seed=args.seed)
     seed_everything(cfg.seed)
     honest_model = create_model_for(ds, args.model)
@@ -68,7 +53,7 @@ def main() -> None:
         options: dict[str, object] = {
             "bits_per_pixel": args.bits_per_pixel,
             "generator": args.generator,
-            **{k: json.loads(v) for k, v in (o.split("=", 1) for o in args.opt)},
+            **attack_opts(args),
         }
         if kind == "ratio":
             options["ratio"] = value
@@ -94,11 +79,9 @@ def main() -> None:
             **scores.to_dict(),
         }
         if plan.secret.kind == "image":
-            truth, bits = plan.secret.values, args.bits_per_pixel
-            best = dequantize(quantize(truth, bits), bits)
-            rec["floor_mape"] = float(np.abs(best - truth).mean())
-            right = quantize(truth, bits) == quantize(decoded.values, bits)
-            rec["exact_buckets"] = float(np.mean(right))
+            q = quantization_scores(plan.key, plan.secret, decoded)
+            rec["floor_mape"] = q["quantization_floor_mape"]
+            rec["exact_buckets"] = q["exact_buckets"]
             quality = [
                 f"{scores.mape:.2f}",
                 f"{rec['floor_mape']:.2f}",

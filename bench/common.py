@@ -36,3 +36,31 @@ def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def add_data_args(parser: Any) -> None:
+    """The dataset options every training benchmark takes."""
+    parser.add_argument("--dataset", default="digits")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--train-limit", type=int, default=None)
+    parser.add_argument("--test-limit", type=int, default=None)
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--opt", action="append", default=[], help="KEY=VALUE attack option")
+
+
+def load_dataset(args: Any) -> Any:
+    """The dataset ``add_data_args`` options describe."""
+    from covertml.data import create_dataset
+
+    return create_dataset(
+        args.dataset,
+        data_dir=args.data_dir,
+        train_limit=args.train_limit,
+        test_limit=args.test_limit,
+    )
+
+
+def attack_opts(args: Any) -> dict[str, Any]:
+    """``--opt KEY=VALUE`` pairs, values parsed as JSON."""
+    return {k: json.loads(v) for k, v in (o.split("=", 1) for o in args.opt)}

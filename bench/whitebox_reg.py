@@ -15,38 +15,25 @@ to the attack (e.g. --opt clip=2).
 from __future__ import annotations
 
 import argparse
-import json
 
-from common import markdown_table, save_record
+from common import add_data_args, attack_opts, load_dataset, markdown_table, save_record
 from covertml.attacks import create_attack, decode_secret
 from covertml.attacks.score import score_recovery
-from covertml.data import create_dataset
 from covertml.models import create_model_for
 from covertml.training import Trainer, recipe, seed_everything
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", default="digits")
-    parser.add_argument("--data-dir", default=None)
+    add_data_args(parser)
     parser.add_argument("--attack", default="correlation")
     parser.add_argument("--lams", default="0.1,1,3")
-    parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--lr", type=float, default=None)
-    parser.add_argument("--train-limit", type=int, default=None)
-    parser.add_argument("--test-limit", type=int, default=None)
-    parser.add_argument("--model", default=None)
     parser.add_argument("--n-secrets", type=int, default=None)
-    parser.add_argument("--opt", action="append", default=[], help="KEY=VALUE attack option")
     args = parser.parse_args()
-    ds = create_dataset(
-        args.dataset,
-        data_dir=args.data_dir,
-        train_limit=args.train_limit,
-        test_limit=args.test_limit,
-    )
+    ds = load_dataset(args)
     cfg = recipe(args.dataset, epochs=args.epochs, lr=args.lr)
-    extra = {k: json.loads(v) for k, v in (o.split("=", 1) for o in args.opt)}
+    extra = attack_opts(args)
 
     seed_everything(cfg.seed)
     honest_model = create_model_for(ds, args.model)

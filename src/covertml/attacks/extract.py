@@ -14,8 +14,10 @@ import numpy as np
 from torch import nn
 
 from covertml.attacks.base import decode_secret
+from covertml.attacks.capacity import decode_capacity
 from covertml.attacks.key import AttackKey
 from covertml.attacks.labelcode import dequantize, quantize
+from covertml.attacks.oracle import LabelOracle
 from covertml.attacks.score import RecoveryScores, score_recovery
 from covertml.attacks.secrets import Secret, secret_from_dataset
 from covertml.data.registry import create_dataset
@@ -154,3 +156,29 @@ def extract(
     atomic_write_text(out / "metrics.json", json.dumps(result.to_dict(), indent=2) + "\n")
     log.info("extracted %d %s items into %s", secret.count, secret.kind, out)
     return result
+
+
+def extract_with_oracle(
+    oracle: LabelOracle,
+    key: AttackKey,
+    out_dir: str | os.PathLike[str],
+    *,
+    dataset: str | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+    endpoint: str | None = None,
+) -> Extraction:
+    """Black-box extraction: asks ``oracle`` for labels, then writes like :func:`extract`.
+
+    Records the queries used and the ``endpoint`` asked (``None``: a local model).
+    """
+    recovered = decode_capacity(oracle, key)
+    details = {"queries": oracle.queries, "endpoint": endpoint}
+    return extract(
+        None,
+        key,
+        out_dir,
+        dataset=dataset,
+        data_dir=data_dir,
+        recovered=recovered,
+        details=details,
+    )

@@ -13,7 +13,6 @@ from typing import Any, Protocol, TypeAlias
 
 import numpy as np
 import scipy.sparse as sp
-import torch
 from torch import nn
 
 from covertml.training.evaluate import predict_labels
@@ -64,9 +63,6 @@ class LocalOracle(FunctionOracle):
     """Queries a model in this process (model-ready float inputs or CSR rows)."""
 
     def __init__(self, model: nn.Module, *, batch_size: int = 4096) -> None:
-        def ask(x: Inputs) -> np.ndarray:
-            if isinstance(x, np.ndarray) and x.dtype != np.uint8:
-                x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-            return predict_labels(model, x, batch_size=batch_size)
-
-        super().__init__(ask, batch_size=batch_size)
+        super().__init__(
+            lambda x: predict_labels(model, x, batch_size=batch_size), batch_size=batch_size
+        )

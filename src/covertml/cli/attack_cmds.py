@@ -7,8 +7,9 @@ from typing import Annotated
 
 import typer
 
-from covertml.attacks import AttackKey, LabelOracle, LocalOracle, decode_capacity
+from covertml.attacks import AttackKey, LocalOracle
 from covertml.attacks.extract import extract as run_extract
+from covertml.attacks.extract import extract_with_oracle
 from covertml.cli.common import DataDirOpt, JsonOpt, console, print_json
 from covertml.errors import ConfigError
 from covertml.models import load_model
@@ -48,16 +49,11 @@ def extract(
             fix="covertml extract MODEL --key KEY --out OUT (or --endpoint URL instead of MODEL)",
         )
     attack_key = AttackKey.load(key)
-    recovered, details, model = None, {}, None
-    if attack_key.attack == "capacity":
-        oracle: LabelOracle
-        if endpoint is not None:
-            oracle = HTTPOracle(endpoint, batch_size=batch_size)
-        else:
-            assert model_path is not None
-            oracle = LocalOracle(load_model(model_path, allow_pickle=allow_pickle).model)
-        recovered = decode_capacity(oracle, attack_key)
-        details = {"queries": oracle.queries, "endpoint": endpoint}
+    if attack_key.attack == "capacity" and endpoint is not None:
+        with HTTPOracle(endpoint, batch_size=batch_size) as http:
+            result = extract_with_oracle(
+                http, attack_key, out, dataset=dataset, data_dir=data_dir, endpoint=endpoint
+            )
     elif endpoint is not None:
         raise ConfigError(
             f"attack {attack_key.attack!r} is white-box: it needs the model file, not an API",
@@ -66,15 +62,12 @@ def extract(
     else:
         assert model_path is not None
         model = load_model(model_path, allow_pickle=allow_pickle).model
-    result = run_extract(
-        model,
-        attack_key,
-        out,
-        dataset=dataset,
-        data_dir=data_dir,
-        recovered=recovered,
-        details=details,
-    )
+        if attack_key.attack == "capacity":
+            result = extract_with_oracle(
+                LocalOracle(model), attack_key, out, dataset=dataset, data_dir=data_dir
+            )
+        else:
+            result = run_extract(model, attack_key, out, dataset=dataset, data_dir=data_dir)
     if as_json:
         print_json(result.to_dict())
         return

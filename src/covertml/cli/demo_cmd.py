@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from covertml.attacks import AttackKey, create_attack, decode_capacity
-from covertml.attacks.extract import Extraction
+from covertml.attacks import AttackKey, create_attack
+from covertml.attacks.extract import Extraction, extract_with_oracle
 from covertml.attacks.extract import extract as run_extract
 from covertml.cli.common import console
 from covertml.data import create_dataset
@@ -37,13 +37,8 @@ def _extract_black_box(run: TrainedModel, out: Path) -> Extraction:
     key = AttackKey.load(run.key_path or "")
     with BackgroundServer(app_from_file(run.model_path)) as server:
         console.print(f"  prediction API (labels only) up at {server.url}; querying it")
-        oracle = HTTPOracle(server.url)
-        try:
-            recovered = decode_capacity(oracle, key)
-        finally:
-            oracle.close()
-    details = {"queries": oracle.queries, "endpoint": server.url}
-    return run_extract(None, key, out, dataset="digits", recovered=recovered, details=details)
+        with HTTPOracle(server.url) as oracle:
+            return extract_with_oracle(oracle, key, out, dataset="digits", endpoint=server.url)
 
 
 def demo(

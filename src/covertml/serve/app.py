@@ -56,16 +56,13 @@ _OPENAPI_BODY: dict[str, Any] = {
 class Predictor:
     """Runs the model on validated batches (thread-safe: inference only, no state)."""
 
-    def __init__(self, model: nn.Module, *, input_shape: tuple[int, ...], sparse: bool) -> None:
+    def __init__(self, model: nn.Module) -> None:
         self.model = model.eval()
-        self.input_shape = input_shape
-        self.sparse = sparse
 
     @torch.no_grad()
     def __call__(self, batch: np.ndarray | sp.csr_matrix) -> list[int]:
         """Predicted labels of ``batch``."""
-        x = to_model_input(batch) if sp.issparse(batch) else torch.from_numpy(batch)
-        labels: list[int] = self.model(x).argmax(1).tolist()
+        labels: list[int] = self.model(to_model_input(batch)).argmax(1).tolist()
         return labels
 
 
@@ -94,7 +91,7 @@ def create_app(
     if sparse is None:  # feature-vector models (text) take sparse rows
         sparse = len(input_shape) == 1
     spec = InputSpec(tuple(input_shape), sparse=sparse, max_batch=limits.max_batch)
-    predictor = Predictor(model, input_shape=tuple(input_shape), sparse=sparse)
+    predictor = Predictor(model)
     gate = QueryGate(limits)
     app = FastAPI(
         title=title,

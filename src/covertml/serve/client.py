@@ -49,13 +49,12 @@ class HTTPOracle(FunctionOracle):
 
     def health(self) -> dict[str, Any]:
         """The server's ``/health`` answer (its input contract)."""
-        try:
-            response = self.client.get("/health")
-        except httpx.HTTPError as exc:
-            raise EndpointError(
-                f"cannot reach the prediction API at {self.url} ({exc.__class__.__name__})",
-                fix="start it with `covertml serve MODEL` and pass its URL to --endpoint",
-            ) from None
+        response = self._send(
+            "GET",
+            "/health",
+            problem=f"cannot reach the prediction API at {self.url}",
+            fix="start it with `covertml serve MODEL` and pass its URL to --endpoint",
+        )
         if response.status_code != 200:
             raise EndpointError(
                 f"{self.url}/health answered {response.status_code}",
@@ -64,33 +63,46 @@ class HTTPOracle(FunctionOracle):
         data: dict[str, Any] = response.json()
         return data
 
+    def _send(self, method: str, path: str, *, problem: str, fix: str, **kw: Any) -> httpx.Response:
+        """One request; a transport failure becomes a one-line :class:`EndpointError`."""
+        try:
+            return self.client.request(method, path, **kw)
+        except httpx.HTTPError as exc:
+            raise EndpointError(f"{problem} ({exc.__class__.__name__}: {exc})", fix=fix) from None
+
     def _ask(self, x: Inputs) -> np.ndarray:
         if sp.issparse(x):
             body, kind = encode_npz(sp.csr_matrix(x)), NPZ
         else:
             body, kind = encode_npy(np.asarray(x, dtype=np.float32)), NPY
-        try:
-            response = self.client.post("/predict", content=body, headers={"content-type": kind})
-        except httpx.HTTPError as exc:
-            raise EndpointError(
-                f"request to {self.url}/predict failed ({exc.__class__.__name__}: {exc})",
-                fix="check that the server is still running",
-            ) from None
+        response = self._send(
+            "POST",
+            "/predict",
+            problem=f"request to {self.url}/predict failed",
+            fix="check that the server is still running",
+            content=body,
+            headers={"content-type": kind},
+        )
         if response.status_code != 200:
-            detail = _detail(response)
-            fix = (
-                "wait and retry, or ask for a larger budget"
-                if response.status_code == 429
-                else ("check that the key was made for the model this server runs")
-            )
+            if response.status_code == 429:
+                fix = "wait and retry, or ask for a larger budget"
+            else:
+                fix = "check that the key was made for the model this server runs"
             raise EndpointError(
-                f"the prediction API refused a batch ({response.status_code}: {detail})", fix=fix
+                f"the prediction API refused a batch ({response.status_code}: {_detail(response)})",
+                fix=fix,
             )
         return np.asarray(response.json()["labels"], dtype=np.int64)
 
     def close(self) -> None:
         """Closes the connection."""
         self.client.close()
+
+    def __enter__(self) -> HTTPOracle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _detail(response: httpx.Response) -> str:
