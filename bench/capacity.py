@@ -4,7 +4,8 @@ Usage:
     python bench/capacity.py --dataset digits --ratios 0.5,1,2,4
     python bench/capacity.py --dataset digits --ratios 1 --generator sparse
     python bench/capacity.py --dataset cifar10 --data-dir ../shared/data --train-limit 8000 \\
-        --test-limit 2000 --epochs 5 --ratios 0.25,0.5,1
+        --test-limit 2000 --epochs 20 --optimizer adam --lr 1e-3 --weight-decay 0 \\
+        --schedule cosine --ratios 0.5,1,2
     python bench/capacity.py --dataset lfw-gender --data-dir ../shared/data --n-secrets 1,2
     python bench/capacity.py --dataset 20news --data-dir ../shared/data --ratios 0.5,1
 
@@ -18,7 +19,15 @@ from __future__ import annotations
 
 import argparse
 
-from common import add_data_args, attack_opts, load_dataset, markdown_table, save_record
+from common import (
+    add_data_args,
+    attack_opts,
+    load_dataset,
+    markdown_table,
+    recipe_overrides,
+    recipe_tag,
+    save_record,
+)
 from covertml.attacks import LocalOracle, create_attack, decode_capacity
 from covertml.attacks.extract import quantization_scores
 from covertml.attacks.score import score_recovery
@@ -36,7 +45,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     ds = load_dataset(args)
-    cfg = recipe(args.dataset, epochs=args.epochs, seed=args.seed)
+    cfg = recipe(args.dataset, epochs=args.epochs, seed=args.seed, **recipe_overrides(args))
     seed_everything(cfg.seed)
     honest_model = create_model_for(ds, args.model)
     honest = Trainer(cfg).fit(honest_model, ds.train, test_data=ds.test)
@@ -106,6 +115,7 @@ def main() -> None:
         print(rows[-1], flush=True)
     name = f"capacity-{args.dataset}-{args.generator}-k{args.bits_per_pixel}"
     name += "".join(f"-{o}" for o in args.opt) + (f"-seed{args.seed}" if args.seed else "")
+    name += recipe_tag(args)
     save_record(
         name,
         {

@@ -47,6 +47,25 @@ def add_data_args(parser: Any) -> None:
     parser.add_argument("--test-limit", type=int, default=None)
     parser.add_argument("--model", default=None)
     parser.add_argument("--opt", action="append", default=[], help="KEY=VALUE attack option")
+    parser.add_argument("--optimizer", default=None, help="sgd or adam (default: recipe)")
+    parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--weight-decay", type=float, default=None)
+    parser.add_argument("--schedule", default=None, help="constant, step or cosine")
+
+
+def recipe_overrides(args: Any) -> dict[str, Any]:
+    """The training-recipe options given on the command line (``None`` = recipe's own)."""
+    return {
+        "optimizer": args.optimizer,
+        "lr": args.lr,
+        "weight_decay": args.weight_decay,
+        "schedule": args.schedule,
+    }
+
+
+def recipe_tag(args: Any) -> str:
+    """A file-name suffix naming the recipe overrides in effect."""
+    return "".join(f"-{k}{v}" for k, v in recipe_overrides(args).items() if v is not None)
 
 
 def load_dataset(args: Any) -> Any:

@@ -16,7 +16,14 @@ from __future__ import annotations
 
 import argparse
 
-from common import add_data_args, attack_opts, load_dataset, markdown_table, save_record
+from common import (
+    add_data_args,
+    attack_opts,
+    load_dataset,
+    markdown_table,
+    recipe_overrides,
+    save_record,
+)
 from covertml.attacks import create_attack, decode_secret
 from covertml.attacks.score import score_recovery
 from covertml.models import create_model_for
@@ -28,11 +35,10 @@ def main() -> None:
     add_data_args(parser)
     parser.add_argument("--attack", default="correlation")
     parser.add_argument("--lams", default="0.1,1,3")
-    parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--n-secrets", type=int, default=None)
     args = parser.parse_args()
     ds = load_dataset(args)
-    cfg = recipe(args.dataset, epochs=args.epochs, lr=args.lr)
+    cfg = recipe(args.dataset, epochs=args.epochs, **recipe_overrides(args))
     extra = attack_opts(args)
 
     seed_everything(cfg.seed)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 
@@ -38,6 +39,8 @@ def test_train_refuses_to_overwrite_results(cli, tmp_path) -> None:
         (["train", "-d", "digits", "--model-arg", "oops", "-o", "x"], "KEY=VALUE"),
         (["eval", "missing.safetensors", "-d", "digits"], "does not exist"),
         (["train", "-d", "cifar10", "--data-dir", "/nowhere", "-o", "x"], "--data-dir"),
+        (["train", "-d", "digits", "--schedule", "cosnie", "-o", "x"], "use constant, step or"),
+        (["train", "-d", "digits", "--optimizer", "rmsprop", "-o", "x"], "use sgd or adam"),
     ],
 )
 def test_bad_input_gives_one_line_and_exit_2(cli, argv, needle) -> None:
@@ -102,3 +105,15 @@ def test_demo_writes_an_honest_digits_model(cli, tmp_path) -> None:
     metrics = json.loads((tmp_path / "demo" / "honest" / "metrics.json").read_text())
     assert metrics["dataset"]["name"] == "digits"
     assert "demo summary" in out
+
+
+def test_train_schedule_option_sets_the_learning_rate_curve(cli, tmp_path) -> None:
+    out = tmp_path / "cos"
+    argv = ["train", "-d", "digits", "-o", str(out), "--epochs", "4", "--lr", "0.01"]
+    code, _, err = cli(*argv, "--schedule", "cosine", "--json")
+    assert code == 0, err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["config"]["schedule"] == "cosine"
+    # epoch e (0-based) trains at 0.01 * (1 + cos(pi * e / 4)) / 2
+    expected = [0.01 * (1 + math.cos(math.pi * e / 4)) / 2 for e in range(4)]
+    assert [h["lr"] for h in metrics["history"]] == pytest.approx(expected)

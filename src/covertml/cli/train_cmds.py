@@ -37,6 +37,9 @@ def train(
     batch_size: Annotated[int | None, typer.Option(help="Batch size (default: recipe).")] = None,
     optimizer: Annotated[str | None, typer.Option(help="sgd or adam (default: recipe).")] = None,
     weight_decay: Annotated[float | None, typer.Option(help="L2 penalty.")] = None,
+    schedule: Annotated[
+        str | None, typer.Option(help="Learning rate: constant, step or cosine (default: recipe).")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of initialization, order and subsets.")] = 0,
     train_limit: Annotated[int | None, typer.Option(help="Train on a seeded subset.")] = None,
     test_limit: Annotated[int | None, typer.Option(help="Test on a seeded subset.")] = None,
@@ -85,6 +88,7 @@ def train(
         batch_size=batch_size,
         optimizer=optimizer,
         weight_decay=weight_decay,
+        schedule=schedule,
         seed=seed,
     )
     shortcuts = {

@@ -99,6 +99,13 @@ class TrainConfig:
             )
         if self.optimizer not in ("sgd", "adam"):
             raise ConfigError(f"unknown optimizer {self.optimizer!r}", fix="use sgd or adam")
+        if self.schedule not in ("constant", "step", "cosine"):
+            raise ConfigError(
+                f"unknown learning-rate schedule {self.schedule!r}",
+                fix="use constant, step or cosine",
+            )
+        if self.augment not in ("none", "flip-crop"):
+            raise ConfigError(f"unknown augmentation {self.augment!r}", fix="use none or flip-crop")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
