@@ -12,7 +12,14 @@ from typing import Annotated
 import typer
 
 from covertml import __version__
-from covertml.cli import attack_cmds, demo_cmd, inspect_cmds, serve_cmds, train_cmds
+from covertml.cli import (
+    attack_cmds,
+    demo_cmd,
+    inspect_cmds,
+    sanitize_cmds,
+    serve_cmds,
+    train_cmds,
+)
 from covertml.cli.common import err_console, setup_logging
 from covertml.errors import CovertMLError
 
@@ -47,6 +54,7 @@ inspect_cmds.register(app)
 train_cmds.register(app)
 attack_cmds.register(app)
 serve_cmds.register(app)
+sanitize_cmds.register(app)
 demo_cmd.register(app)
 
 
