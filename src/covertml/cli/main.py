@@ -17,6 +17,7 @@ from covertml.cli import (
     demo_cmd,
     inspect_cmds,
     sanitize_cmds,
+    scan_cmds,
     serve_cmds,
     train_cmds,
 )
@@ -55,6 +56,7 @@ train_cmds.register(app)
 attack_cmds.register(app)
 serve_cmds.register(app)
 sanitize_cmds.register(app)
+scan_cmds.register(app)
 demo_cmd.register(app)
 
 

@@ -1,0 +1,157 @@
+"""The scanner: every applicable detector on one model, with a verdict and exit code."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from covertml.attacks.oracle import LabelOracle
+from covertml.audit.base import DETECTORS, DetectorReport, ScanContext, create_detector
+from covertml.data.base import Dataset
+from covertml.errors import ConfigError, CovertMLError
+from covertml.models.files import load_model, read_info, read_tensors
+
+log = logging.getLogger(__name__)
+
+EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class ScanReport:
+    """All detector reports on one model.
+
+    Attributes:
+        model: What was scanned (a path or a description).
+        verdict: ``"suspicious"`` when any detector flags the model, else ``"no findings"``.
+        reports: One report per detector that ran.
+        skipped: Detectors that could not run, with the reason.
+        seconds: Wall time of the scan.
+    """
+
+    model: str
+    verdict: str
+    reports: tuple[DetectorReport, ...]
+    skipped: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def flagged(self) -> bool:
+        """Whether any detector flagged the model."""
+        return any(r.flagged for r in self.reports)
+
+    @property
+    def exit_code(self) -> int:
+        """0 when nothing was found, 1 when something was (model-scanner convention)."""
+        return EXIT_FINDINGS if self.flagged else EXIT_CLEAN
+
+    def report(self, name: str) -> DetectorReport:
+        """The report of detector ``name``."""
+        for r in self.reports:
+            if r.detector == name:
+                return r
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return {
+            "model": self.model,
+            "verdict": self.verdict,
+            "flagged": self.flagged,
+            "detectors": [r.to_dict() for r in self.reports],
+            "skipped": dict(self.skipped),
+            "seconds": self.seconds,
+        }
+
+
+def scan(
+    ctx: ScanContext,
+    *,
+    detectors: Sequence[str] | None = None,
+    options: dict[str, dict[str, Any]] | None = None,
+    name: str = "model",
+) -> ScanReport:
+    """Runs ``detectors`` (default: every one that applies) on the model in ``ctx``.
+
+    A detector asked for by name that cannot run is an error; one that is only part of
+    the default set is skipped with its reason.
+
+    Example:
+        >>> from covertml.models import create_model
+        >>> m = create_model("mlp", input_shape=(1, 8, 8), num_classes=10)
+        >>> r = scan(ScanContext(m.state_dict()), detectors=["distribution"])
+        >>> r.reports[0].detector, r.verdict in ("suspicious", "no findings")
+        ('distribution', True)
+    """
+    start = time.perf_counter()
+    explicit = detectors is not None
+    names = list(detectors) if detectors is not None else DETECTORS.names()
+    reports, skipped = [], {}
+    for det_name in names:
+        detector = create_detector(det_name, **(options or {}).get(det_name, {}))
+        reason = detector.unavailable(ctx)
+        if reason is not None:
+            if explicit:
+                raise ConfigError(
+                    f"detector {det_name!r} cannot run: {reason}", fix="give what it needs"
+                )
+            skipped[det_name] = reason
+            continue
+        t = time.perf_counter()
+        reports.append(detector.run(ctx))
+        log.info("%s: %.2f s", det_name, time.perf_counter() - t)
+    flagged = any(r.flagged for r in reports)
+    return ScanReport(
+        model=name,
+        verdict="suspicious" if flagged else "no findings",
+        reports=tuple(reports),
+        skipped=skipped,
+        seconds=time.perf_counter() - start,
+    )
+
+
+def context_from_file(
+    path: str | os.PathLike[str],
+    *,
+    reference: str | os.PathLike[str] | None = None,
+    dataset: Dataset | None = None,
+    oracle: LabelOracle | None = None,
+    seed: int = 0,
+) -> ScanContext:
+    """A :class:`ScanContext` for a model file (rebuilt when its metadata allows)."""
+    tensors, metadata = read_tensors(path)
+    info = model = None
+    try:
+        info = read_info(metadata, path=path)
+        model = load_model(path).model
+    except CovertMLError as exc:
+        log.info("scanning tensors only: %s", exc)
+    ref: dict[str, torch.Tensor] | None = None
+    ref_model = None
+    if reference is not None:
+        ref, _ = read_tensors(reference)
+        try:
+            ref_model = load_model(reference).model
+        except CovertMLError as exc:
+            log.info("reference used as tensors only: %s", exc)
+        shared = [k for k in tensors if k in ref and ref[k].shape == tensors[k].shape]
+        if not shared:
+            raise ConfigError(
+                f"reference {reference} shares no tensor with {path}",
+                fix="pass a reference model of the same architecture",
+            )
+    return ScanContext(
+        tensors,
+        info=info,
+        model=model,
+        reference=ref,
+        reference_model=ref_model,
+        dataset=dataset,
+        oracle=oracle,
+        seed=seed,
+    )
