@@ -40,7 +40,8 @@ def predict_labels(
     """
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
+    first = next(model.parameters(), None)
+    device = first.device if first is not None else torch.device("cpu")
     out = []
     n = x.shape[0]
     for i in range(0, n, batch_size):
@@ -57,7 +58,8 @@ def accuracy_on(model: nn.Module, data: Any) -> float:
     loader = as_loader(data)
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
+    first = next(model.parameters(), None)
+    device = first.device if first is not None else torch.device("cpu")
     correct = seen = 0
     for xb, yb in loader:
         pred = model(xb.to(device)).argmax(1).cpu()
