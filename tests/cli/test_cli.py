@@ -105,6 +105,11 @@ def test_demo_writes_an_honest_digits_model(cli, tmp_path) -> None:
     metrics = json.loads((tmp_path / "demo" / "honest" / "metrics.json").read_text())
     assert metrics["dataset"]["name"] == "digits"
     assert "demo summary" in out
+    assert "demo defence" in out
+    lsb = tmp_path / "demo" / "lsb"
+    assert (lsb / "sanitized.safetensors").is_file() and (lsb / "model.safetensors").is_file()
+    # the sanitized LSB model no longer yields the payload; the row says so
+    assert any(line.lstrip("│ ").startswith("lsb") and "gone" in line for line in out.splitlines())
 
 
 def test_train_schedule_option_sets_the_learning_rate_curve(cli, tmp_path) -> None:
