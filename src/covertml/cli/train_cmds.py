@@ -45,6 +45,14 @@ def train(
     test_limit: Annotated[int | None, typer.Option(help="Test on a seeded subset.")] = None,
     data_dir: DataDirOpt = None,
     overwrite: Annotated[bool, typer.Option(help="Replace results already in --out.")] = False,
+    dp_noise: Annotated[
+        float | None, typer.Option(help="Train with DP-SGD: noise multiplier (needs opacus).")
+    ] = None,
+    dp_clip: Annotated[float, typer.Option(help="DP-SGD per-example clipping norm.")] = 1.0,
+    dp_epsilon: Annotated[
+        float | None, typer.Option(help="DP-SGD: pick the noise to spend this epsilon.")
+    ] = None,
+    dp_delta: Annotated[float, typer.Option(help="DP-SGD delta.")] = 1e-5,
     attack: Annotated[str | None, typer.Option(help=attack_help())] = None,
     n_secrets: Annotated[
         int | None, typer.Option(help="Training items to steal (default: as many as fit).")
@@ -109,6 +117,16 @@ def train(
         chosen = create_attack(attack, **options)
     elif options or n_secrets is not None:
         raise ConfigError("attack options were given without --attack", fix="add --attack NAME")
+    privacy = None
+    if dp_noise is not None or dp_epsilon is not None:
+        from covertml.defenses.dp import DPSGD
+
+        privacy = DPSGD(
+            noise_multiplier=dp_noise if dp_noise is not None else 1.0,
+            max_grad_norm=dp_clip,
+            delta=dp_delta,
+            target_epsilon=dp_epsilon,
+        )
     ref = {"name": dataset, "train_limit": train_limit, "test_limit": test_limit, "seed": seed}
     run = train_and_save(
         ds,
@@ -121,6 +139,7 @@ def train(
         attack=chosen,
         n_secrets=n_secrets,
         dataset_ref=ref,
+        privacy=privacy,
     )
     if as_json:
         print_json(run.metrics)
@@ -145,6 +164,12 @@ def train(
             f"({info['bits_encoded']:,} bits) hidden in {where}"
         )
         console.print(f"adversary's key: {run.key_path}")
+    if privacy is not None:
+        spent = run.metrics["privacy"]
+        console.print(
+            f"DP-SGD: epsilon [bold]{spent['epsilon']:.2f}[/] at delta {spent['delta']:g} "
+            f"(noise {spent['noise_multiplier']:.3f}, clip {spent['max_grad_norm']:g})"
+        )
     console.print(f"wrote {run.model_path} and {run.metrics_path}")
 
 

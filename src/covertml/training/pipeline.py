@@ -19,7 +19,13 @@ from covertml.errors import ConfigError
 from covertml.models.files import save_model
 from covertml.models.registry import create_model_for, model_spec
 from covertml.paths import atomic_write_text
-from covertml.training.trainer import TrainConfig, Trainer, TrainResult, seed_everything
+from covertml.training.trainer import (
+    Privacy,
+    TrainConfig,
+    Trainer,
+    TrainResult,
+    seed_everything,
+)
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +71,7 @@ def train_and_save(
     attack: Attack | None = None,
     n_secrets: int | None = None,
     dataset_ref: dict[str, Any] | None = None,
+    privacy: Privacy | None = None,
 ) -> TrainedModel:
     """Trains a fresh model on ``dataset`` and writes its file and metrics into ``out_dir``.
 
@@ -84,6 +91,7 @@ def train_and_save(
         attack: Train maliciously with this attack; also writes ``key.json``.
         n_secrets: Items the attack steals (default: as many as fit).
         dataset_ref: How to reload the training data (stored in the key for scoring).
+        privacy: Train with DP-SGD; ``metrics.json`` then records the epsilon spent.
 
     Example:
         >>> import tempfile
@@ -108,6 +116,8 @@ def train_and_save(
     trainer = trainer or Trainer(config)
     trainer.config = config
     trainer.progress = progress
+    if privacy is not None:
+        trainer.privacy = privacy
     result = trainer.fit(model, dataset.train, test_data=dataset.test)
     spec = model_spec(model)
     metrics = {
@@ -128,6 +138,8 @@ def train_and_save(
     }
     if plan is not None:
         metrics["attack"] = attack_summary(plan, model, result)
+    if privacy is not None:
+        metrics["privacy"] = {"mechanism": "DP-SGD (opacus, RDP accountant)", **privacy.spent()}
     out.mkdir(parents=True, exist_ok=True)
     model_path = save_model(model, out / "model.safetensors", classes=dataset.classes)
     metrics_path = out / "metrics.json"

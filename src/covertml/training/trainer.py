@@ -58,6 +58,20 @@ class Callback(Protocol):
 PostStep = Callable[[nn.Module], None]
 
 
+class Privacy(Protocol):
+    """A private-training wrapper (see :class:`covertml.defenses.dp.DPSGD`)."""
+
+    def attach(
+        self, model: nn.Module, optimizer: torch.optim.Optimizer, loader: Any, *, epochs: int
+    ) -> tuple[nn.Module, torch.optim.Optimizer, Any]:
+        """Wraps the run's model, optimizer and loader."""
+        ...
+
+    def spent(self) -> dict[str, float]:
+        """Privacy spent so far."""
+        ...
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Hyper-parameters of one training run.
@@ -171,6 +185,7 @@ class Trainer:
         callbacks: Called after every epoch; returned metrics are recorded.
         criterion: Training loss; defaults to the model's (cross-entropy or hinge).
         progress: Show a progress bar (for the CLI; library use logs instead).
+        privacy: Train with DP-SGD (:class:`covertml.defenses.dp.DPSGD`).
 
     Example:
         >>> from covertml.data import create_dataset
@@ -193,6 +208,7 @@ class Trainer:
         callbacks: Sequence[Callback] = (),
         criterion: nn.Module | None = None,
         progress: bool = False,
+        privacy: Privacy | None = None,
     ) -> None:
         self.config = config or TrainConfig()
         self.loss_terms = list(loss_terms)
@@ -201,6 +217,7 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.criterion = criterion
         self.progress = progress
+        self.privacy = privacy
 
     def _train_loader(self, train_data: DataLike, seed: int) -> DataLoader[Any]:
         cfg = self.config
@@ -265,6 +282,17 @@ class Trainer:
         loader = self._train_loader(train_data, cfg.seed)
         test_loader = as_loader(test_data) if test_data is not None else None
         optimizer = self._optimizer(model)
+        net = model  # what the batches go through (DP-SGD wraps it; parameters are shared)
+        if self.privacy is not None:
+            if self.loss_terms:
+                raise ConfigError(
+                    "DP-SGD bounds each example's gradient; loss terms on the parameters "
+                    "would bypass it",
+                    fix="train without the white-box attack's loss terms",
+                )
+            net, optimizer, loader = self.privacy.attach(
+                model, optimizer, loader, epochs=cfg.epochs
+            )
         scheduler = self._scheduler(optimizer)
         criterion = self.criterion or _criterion(model)
         aug_gen = torch.Generator().manual_seed(cfg.seed + 1)
@@ -274,7 +302,7 @@ class Trainer:
         with bar:
             for epoch in range(1, cfg.epochs + 1):
                 t0 = time.perf_counter()
-                model.train()
+                net.train()
                 totals = {"loss": 0.0, "correct": 0.0, "seen": 0.0}
                 term_sums = {t.name: 0.0 for t in self.loss_terms}
                 for batch in loader:
@@ -285,7 +313,7 @@ class Trainer:
                             fixed = batch[2].to(device).view(-1, 1, 1, 1)
                             augmented = torch.where(fixed, xb, augmented)
                         xb = augmented
-                    out = model(xb)
+                    out = net(xb)
                     loss = criterion(out, yb)
                     total = loss
                     for term in self.loss_terms:
