@@ -41,7 +41,7 @@ def label_entropy(labels: np.ndarray, classes: int) -> float:
         return 0.0
     p = np.bincount(labels, minlength=classes) / labels.size
     p = p[p > 0]
-    return float(-(p * np.log(p)).sum() / np.log(classes))
+    return max(0.0, float(-(p * np.log(p)).sum() / np.log(classes)))  # never -0.0
 
 
 def redraw(images: np.ndarray, share: float, rng: np.random.Generator) -> np.ndarray:
