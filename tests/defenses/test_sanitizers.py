@@ -134,6 +134,7 @@ def test_apply_never_changes_its_input() -> None:
         ("noise", {"sigma": -1.0}, "sigma must be >= 0"),
         ("fp16", {"scope": "some"}, "unknown scope"),
         ("fp16", {"bits": 3}, "has no option 'bits'"),
+        ("finetune", {"optimizer": "rmsprop"}, "unknown optimizer 'rmsprop'"),
     ],
 )
 def test_bad_options_are_clear_errors(name, options, needle) -> None:

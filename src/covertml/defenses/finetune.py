@@ -25,7 +25,8 @@ class FineTune(Sanitizer):
 
     The dataset's recipe is used with a constant learning rate of ``lr`` (default: a tenth
     of the recipe's), so the model moves away from whatever the malicious code steered it
-    to without forgetting its task.
+    to without forgetting its task. ``optimizer`` overrides the recipe's (``sgd`` or
+    ``adam``): fine-tune with the optimizer the model was trained with.
 
     Example:
         >>> from covertml.data import create_dataset
@@ -42,11 +43,14 @@ class FineTune(Sanitizer):
 
     epochs: int = 2
     lr: float | None = None
+    optimizer: str | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.epochs < 1 or (self.lr is not None and self.lr <= 0):
             raise ConfigError("epochs must be >= 1 and lr > 0", fix="e.g. epochs=2")
+        if self.optimizer not in (None, "sgd", "adam"):
+            raise ConfigError(f"unknown optimizer {self.optimizer!r}", fix="use sgd or adam")
 
     def transform(self, tensor: torch.Tensor, *, rng: np.random.Generator) -> torch.Tensor:
         """Not used: fine-tuning retrains the whole model (see :meth:`sanitize`)."""
@@ -63,9 +67,10 @@ class FineTune(Sanitizer):
                 "finetune needs the owner's training data",
                 fix="pass dataset=... (CLI: --dataset NAME [--data-dir DIR])",
             )
-        base = recipe(dataset.name)
+        base = recipe(dataset.name, optimizer=self.optimizer)
         config = recipe(
             dataset.name,
+            optimizer=self.optimizer,
             epochs=self.epochs,
             lr=self.lr or base.lr / 10,
             schedule="constant",
