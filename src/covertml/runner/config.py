@@ -1,0 +1,182 @@
+r"""Experiment grids described in TOML, expanded into independent cells.
+
+A grid file names what to cross: datasets (with training overrides), attacks with lists
+of settings, sanitizers with lists of settings, and seeds. Every combination is a
+:class:`Cell` with a stable id, so a runner can record each cell as it finishes and skip
+the finished ones after an interruption.
+
+Example file::
+
+    name = "digits-cpu"
+    seeds = [0]
+
+    [datasets.digits]
+    epochs = 30
+
+    [attacks]
+    honest = [{}]
+    lsb = [{bits = 8}, {bits = 16}]
+
+    [sanitizers]
+    none = [{}]
+    lsb-randomize = [{bits = 16}]
+
+Example:
+    >>> grid = parse_grid('name = "g"\n[datasets.digits]\n[attacks]\nlsb = [{bits = 8}]')
+    >>> [c.id for c in grid.cells()]
+    ['digits/lsb-bits=8/none/seed0']
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from covertml.errors import ConfigError
+
+TRAIN_KEYS = {
+    "epochs", "lr", "optimizer", "weight_decay", "schedule", "batch_size",
+    "train_limit", "test_limit", "model",
+}  # fmt: skip
+
+
+def _label(name: str, options: dict[str, Any]) -> str:
+    return name + "".join(f"-{k}={v}" for k, v in sorted(options.items()))
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One experiment: a dataset, an attack (or honest training), a sanitizer and a seed."""
+
+    dataset: str
+    train: dict[str, Any]
+    attack: str
+    attack_options: dict[str, Any]
+    sanitizer: str
+    sanitizer_options: dict[str, Any]
+    seed: int
+
+    @property
+    def id(self) -> str:
+        """Stable identifier (also the cell's record name)."""
+        return "/".join(
+            [
+                self.dataset,
+                _label(self.attack, self.attack_options),
+                _label(self.sanitizer, self.sanitizer_options),
+                f"seed{self.seed}",
+            ]
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form, with the id."""
+        return {
+            "id": self.id,
+            "dataset": self.dataset,
+            "train": dict(self.train),
+            "attack": self.attack,
+            "attack_options": dict(self.attack_options),
+            "sanitizer": self.sanitizer,
+            "sanitizer_options": dict(self.sanitizer_options),
+            "seed": self.seed,
+        }
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A parsed grid file."""
+
+    name: str
+    datasets: dict[str, dict[str, Any]]
+    attacks: dict[str, list[dict[str, Any]]]
+    sanitizers: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {"none": [{}]})
+    seeds: tuple[int, ...] = (0,)
+
+    def cells(self) -> list[Cell]:
+        """Every combination, datasets outermost, in file order."""
+        out = []
+        for (ds, train), (attack, a_opts), (san, s_opts), seed in itertools.product(
+            self.datasets.items(),
+            [(a, o) for a, opts in self.attacks.items() for o in opts],
+            [(s, o) for s, opts in self.sanitizers.items() for o in opts],
+            self.seeds,
+        ):
+            out.append(Cell(ds, train, attack, a_opts, san, s_opts, seed))
+        return out
+
+
+def _options_lists(raw: Any, what: str) -> dict[str, list[dict[str, Any]]]:
+    if not isinstance(raw, dict) or not raw:
+        raise ConfigError(
+            f"[{what}] must name at least one entry", fix=f"e.g. [{what}] none = [{{}}]"
+        )
+    out: dict[str, list[dict[str, Any]]] = {}
+    for name, settings in raw.items():
+        if isinstance(settings, dict):
+            settings = [settings]
+        if not isinstance(settings, list) or not all(isinstance(s, dict) for s in settings):
+            raise ConfigError(
+                f"[{what}] {name} must be a list of option tables",
+                fix=f"{name} = [{{}}] or {name} = [{{key = 1}}, {{key = 2}}]",
+            )
+        out[str(name)] = [dict(s) for s in settings] or [{}]
+    return out
+
+
+def _check_names(grid: Grid) -> None:
+    from covertml.attacks import create_attack
+    from covertml.data.registry import DATASETS
+    from covertml.defenses import create_sanitizer
+
+    for ds in grid.datasets:
+        DATASETS.get(ds.partition(":")[0])
+    for name, opts in grid.attacks.items():
+        for o in opts:
+            if name != "honest":
+                create_attack(name, **o)
+    for name, opts in grid.sanitizers.items():
+        for o in opts:
+            if name != "none":
+                create_sanitizer(name, **o)
+
+
+def parse_grid(text: str, *, source: str = "<grid>") -> Grid:
+    """Parses and validates a grid from TOML text (names and options are checked)."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source} is not valid TOML ({exc})", fix="check the file") from None
+    datasets = raw.get("datasets")
+    if not isinstance(datasets, dict) or not datasets:
+        raise ConfigError(f"{source} names no [datasets.NAME] table", fix="add [datasets.digits]")
+    for name, train in datasets.items():
+        unknown = sorted(set(train) - TRAIN_KEYS)
+        if unknown:
+            raise ConfigError(
+                f"{source}: [datasets.{name}] has unknown key {unknown[0]!r}",
+                fix=f"use: {', '.join(sorted(TRAIN_KEYS))}",
+            )
+    seeds = raw.get("seeds", [0])
+    if not isinstance(seeds, list) or not all(isinstance(s, int) for s in seeds) or not seeds:
+        raise ConfigError(f"{source}: seeds must be a list of integers", fix="seeds = [0, 1]")
+    grid = Grid(
+        name=str(raw.get("name", Path(source).stem)),
+        datasets={str(k): dict(v) for k, v in datasets.items()},
+        attacks=_options_lists(raw.get("attacks", {"honest": [{}]}), "attacks"),
+        sanitizers=_options_lists(raw.get("sanitizers", {"none": [{}]}), "sanitizers"),
+        seeds=tuple(seeds),
+    )
+    _check_names(grid)
+    return grid
+
+
+def load_grid(path: str | os.PathLike[str]) -> Grid:
+    """Reads and validates a grid file."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"grid file {p} does not exist", fix="check the --config path")
+    return parse_grid(p.read_text(encoding="utf-8"), source=str(p))
