@@ -66,8 +66,7 @@ def with_lsb(honest, ds, seed: int, options: dict[str, Any]):
     plan = create_attack("lsb", **options).plan(model, ds, seed=seed)
     for step in plan.post_steps:
         step(model)
-    model.plan = plan
-    return model.eval()
+    return model.eval(), plan
 
 
 def recover(model, plan) -> dict[str, Any]:
@@ -99,8 +98,7 @@ def main() -> None:
         if name == "honest":
             Trainer(cfg).fit(model, ds.train)
         elif name == "lsb":  # trains honestly, then writes the low bits: no need to retrain
-            model = with_lsb(trained["honest"][0], ds, cfg.seed, ATTACKS["lsb"])
-            plan = model.plan
+            model, plan = with_lsb(trained["honest"][0], ds, cfg.seed, ATTACKS["lsb"])
         else:
             plan = create_attack(name, **ATTACKS[name]).plan(model, ds, seed=cfg.seed)
             plan.trainer(cfg).fit(model, ds.train)
@@ -128,8 +126,7 @@ def main() -> None:
         print(row, flush=True)
     adaptive = []
     for ecc in (0, 32, 128, 192):
-        m = with_lsb(trained["honest"][0], ds, cfg.seed, {"bits": 16, "ecc_symbols": ecc})
-        plan = m.plan
+        m, plan = with_lsb(trained["honest"][0], ds, cfg.seed, {"bits": 16, "ecc_symbols": ecc})
         row = [f"lsb 16, RS {ecc}/255"]
         for bits in (1, 2, 4, 8):
             clean = create_sanitizer("lsb-randomize", bits=bits).sanitize(m, seed=1)

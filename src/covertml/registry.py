@@ -68,6 +68,34 @@ class Registry(Generic[T]):
 
         return decorator
 
+    def register_class(self, cls: type[Any], **meta: Any) -> type[Any]:
+        """Registers dataclass ``cls`` under ``cls.name`` (help: its docstring's first line).
+
+        :meth:`create_checked` then validates options against the class's fields.
+        """
+        doc = (cls.__doc__ or "").strip().splitlines()
+        self.register(cls.name, help=doc[0] if doc else "", cls=cls, **meta)(cls)
+        return cls
+
+    def option_names(self, name: str) -> list[str]:
+        """The fields of the dataclass registered by :meth:`register_class` as ``name``."""
+        import dataclasses
+
+        return [f.name for f in dataclasses.fields(self.get(name).meta["cls"])]
+
+    def create_checked(self, name: str, /, **options: Any) -> T:
+        """Like :meth:`create`, but an option the class lacks is a clear error."""
+        from covertml.errors import ConfigError
+
+        known = self.option_names(name)
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            raise ConfigError(
+                f"{self.kind} {name!r} has no option {unknown[0]!r}",
+                fix=f"its options are: {', '.join(known) or '(none)'}",
+            )
+        return self.create(name, **options)
+
     def resolve(self, name: str) -> str:
         """Returns the canonical name for ``name`` (following aliases)."""
         return self._aliases.get(name, name)

@@ -20,7 +20,6 @@ from torch import nn
 from covertml.attacks.key import AttackKey
 from covertml.attacks.secrets import Secret
 from covertml.data.base import Dataset, Split
-from covertml.errors import ConfigError
 from covertml.registry import Registry
 from covertml.training.trainer import Callback, LossTerm, PostStep, TrainConfig, Trainer
 
@@ -115,9 +114,7 @@ ATTACKS: Registry[Attack] = Registry("attack")
 
 def register_attack(cls: type[Attack]) -> type[Attack]:
     """Class decorator registering an attack under ``cls.name``."""
-    doc = (cls.__doc__ or "").strip().splitlines()
-    ATTACKS.register(cls.name, help=doc[0] if doc else "", threat=cls.threat, cls=cls)(cls)
-    return cls
+    return ATTACKS.register_class(cls, threat=cls.threat)
 
 
 def list_attacks() -> list[str]:
@@ -127,8 +124,7 @@ def list_attacks() -> list[str]:
 
 def attack_options(name: str) -> list[str]:
     """The option names attack ``name`` accepts."""
-    cls = ATTACKS.get(name).meta["cls"]
-    return [f.name for f in dataclasses.fields(cls)]
+    return ATTACKS.option_names(name)
 
 
 def create_attack(name: str, **options: Any) -> Attack:
@@ -138,14 +134,7 @@ def create_attack(name: str, **options: Any) -> Attack:
         >>> create_attack("sign", lam=10.0).options()["lam"]
         10.0
     """
-    known = attack_options(name)
-    unknown = sorted(set(options) - set(known))
-    if unknown:
-        raise ConfigError(
-            f"attack {name!r} has no option {unknown[0]!r}",
-            fix=f"its options are: {', '.join(known)}",
-        )
-    return ATTACKS.create(name, **options)
+    return ATTACKS.create_checked(name, **options)
 
 
 def decode_secret(model: nn.Module, key: AttackKey) -> Secret:

@@ -19,7 +19,6 @@ from torch import nn
 
 from covertml.attacks.oracle import LabelOracle
 from covertml.data.base import Dataset
-from covertml.errors import ConfigError
 from covertml.models.files import ModelInfo
 from covertml.registry import Registry
 
@@ -134,9 +133,7 @@ DETECTORS: Registry[Detector] = Registry("detector")
 
 def register_detector(cls: type[Detector]) -> type[Detector]:
     """Class decorator registering a detector under ``cls.name``."""
-    doc = (cls.__doc__ or "").strip().splitlines()
-    DETECTORS.register(cls.name, help=doc[0] if doc else "", cls=cls, kind=cls.kind)(cls)
-    return cls
+    return DETECTORS.register_class(cls, kind=cls.kind)
 
 
 def list_detectors() -> list[str]:
@@ -151,15 +148,7 @@ def list_detectors() -> list[str]:
 
 def create_detector(name: str, **options: Any) -> Detector:
     """Builds detector ``name`` with ``options`` (unknown options are a clear error)."""
-    cls = DETECTORS.get(name).meta["cls"]
-    known = [f.name for f in dataclasses.fields(cls)]
-    unknown = sorted(set(options) - set(known))
-    if unknown:
-        raise ConfigError(
-            f"detector {name!r} has no option {unknown[0]!r}",
-            fix=f"its options are: {', '.join(known) or '(none)'}",
-        )
-    return DETECTORS.create(name, **options)
+    return DETECTORS.create_checked(name, **options)
 
 
 def weight_tensors(

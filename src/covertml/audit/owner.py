@@ -108,10 +108,13 @@ class _OwnerAudit(Detector):
         return None
 
     def _score(self, stream: np.ndarray, items: np.ndarray, rng: np.random.Generator) -> float:
-        kw = {"max_phases": self.max_phases, "max_segments": self.max_segments, "rng": rng}
-        if not self.by_signs:
-            return match_score(stream, items, **kw)[0]  # type: ignore[arg-type]
-        return max(match_score(sign_bytes(stream, b), items, **kw)[0] for b in range(8))  # type: ignore[arg-type]
+        streams = [sign_bytes(stream, b) for b in range(8)] if self.by_signs else [stream]
+        return max(
+            match_score(
+                s, items, max_phases=self.max_phases, max_segments=self.max_segments, rng=rng
+            )[0]
+            for s in streams
+        )
 
     def run(self, ctx: ScanContext) -> DetectorReport:
         """Scores every weight tensor holding at least two owner-item-sized pieces."""

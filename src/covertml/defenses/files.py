@@ -50,7 +50,6 @@ class SanitizeResult:
 def sanitize_state(
     sanitizer: Sanitizer,
     state: dict[str, torch.Tensor],
-    metadata: dict[str, str],
     *,
     seed: int = 0,
     dataset: Dataset | None = None,
@@ -102,7 +101,7 @@ def sanitize_file(
             f"sanitizer {sanitizer.name!r} retrains the model on the owner's data",
             fix="pass --dataset NAME (and --data-dir DIR)",
         )
-    clean = sanitize_state(sanitizer, state, metadata, seed=seed, dataset=dataset, path=source)
+    clean = sanitize_state(sanitizer, state, seed=seed, dataset=dataset, path=source)
     history = json.loads(metadata.get("sanitized", "[]"))
     history.append({"method": sanitizer.name, "options": sanitizer.options(), "seed": seed})
     meta = {**metadata, "sanitized": json.dumps(history)}
