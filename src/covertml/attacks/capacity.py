@@ -140,7 +140,9 @@ class CapacityAttack(Attack):
             x = synthetic_images(self.generator, m, shape, seed)  # type: ignore[arg-type]
             settings["image_shape"] = list(shape)
         else:
-            pool = self._text_pool(dataset, seed)
+            pool = dataset_text_pool(
+                dataset, pool_size=self.pool_size, doc_words=self.doc_words, seed=seed
+            )
             _, x = synthetic_documents(pool, m, seed)
             settings["pool"] = pool.to_dict()
         log.info(
@@ -153,24 +155,6 @@ class CapacityAttack(Attack):
         key = self.make_key(secret, seed=seed, model=model, dataset=dataset, settings=settings)
         extra = Split(x, labels)
         return AttackPlan(secret, key, extra_data=extra, callbacks=(_SyntheticAccuracy(extra),))
-
-    def _text_pool(self, dataset: Dataset, seed: int) -> TextPool:
-        docs = dataset.train.documents
-        if docs is None:
-            raise ConfigError(
-                f"dataset {dataset.name!r} has no token sequences",
-                fix="use a text dataset loaded by covertml (20news, imdb)",
-            )
-        tfidf = dict(dataset.extra.get("tfidf") or {})
-        return make_text_pool(
-            docs.offsets,
-            docs.tokens,
-            n_features=int(dataset.train.x.shape[1]),
-            pool_size=self.pool_size,
-            seed=seed,
-            sublinear_tf=bool(tfidf.get("sublinear_tf", False)),
-            doc_words=self.doc_words,
-        )
 
     @classmethod
     def decode(cls, model: nn.Module, key: AttackKey) -> Secret:
@@ -233,3 +217,23 @@ def decode_capacity(oracle: LabelOracle, key: AttackKey) -> Secret:
     if template.kind == "image":
         return template.with_values(dequantize(symbols, bps))
     return template.with_values(np.clip(symbols, 0, template.levels - 1))
+
+
+def dataset_text_pool(dataset: Dataset, *, pool_size: int, doc_words: int, seed: int) -> TextPool:
+    """A keyed word pool for ``dataset``'s vocabulary, vectorized as its TF-IDF rows are."""
+    docs = dataset.train.documents
+    if docs is None:
+        raise ConfigError(
+            f"dataset {dataset.name!r} has no token sequences",
+            fix="use a text dataset loaded by covertml (20news, imdb)",
+        )
+    tfidf = dict(dataset.extra.get("tfidf") or {})
+    return make_text_pool(
+        docs.offsets,
+        docs.tokens,
+        n_features=int(dataset.train.x.shape[1]),
+        pool_size=pool_size,
+        seed=seed,
+        sublinear_tf=bool(tfidf.get("sublinear_tf", False)),
+        doc_words=doc_words,
+    )

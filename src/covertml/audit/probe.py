@@ -21,8 +21,9 @@ from typing import Any, ClassVar
 import numpy as np
 from torch import nn
 
+from covertml.attacks.capacity import dataset_text_pool
 from covertml.attacks.oracle import LabelOracle, LocalOracle
-from covertml.attacks.synthetic import IMAGE_GENERATORS, make_text_pool, synthetic_documents
+from covertml.attacks.synthetic import IMAGE_GENERATORS, synthetic_documents
 from covertml.audit.base import Detector, DetectorReport, Finding, ScanContext, register_detector
 from covertml.data.base import images_to_float
 from covertml.training.evaluate import predict_labels
@@ -88,17 +89,8 @@ class NoiseProbe(Detector):
         return None
 
     def _text_inputs(self, ctx: ScanContext, seed: int) -> Any:
-        ds, shape = ctx.dataset, ctx.info.spec.input_shape  # type: ignore[union-attr]
-        assert ds is not None and ds.train.documents is not None
-        tfidf = dict(ds.extra.get("tfidf") or {})
-        pool = make_text_pool(
-            ds.train.documents.offsets,
-            ds.train.documents.tokens,
-            n_features=int(shape[0]),
-            pool_size=20000,
-            seed=seed,
-            sublinear_tf=bool(tfidf.get("sublinear_tf", False)),
-        )
+        assert ctx.dataset is not None
+        pool = dataset_text_pool(ctx.dataset, pool_size=20000, doc_words=5, seed=seed)
         return synthetic_documents(pool, self.queries, seed)[1]
 
     def run(self, ctx: ScanContext) -> DetectorReport:
