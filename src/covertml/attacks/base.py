@@ -58,6 +58,9 @@ class Attack(ABC):
 
     name: ClassVar[str]
     threat: ClassVar[Threat]
+    #: Training itself is honest; the secret is written afterwards (``post_steps`` only),
+    #: so an honestly trained model of the same seed can carry it (the runner reuses one).
+    trains_honestly: ClassVar[bool] = False
 
     @abstractmethod
     def plan(

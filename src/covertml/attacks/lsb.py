@@ -73,6 +73,7 @@ class LSBAttack(Attack):
 
     name: ClassVar[str] = "lsb"
     threat: ClassVar = "white-box"
+    trains_honestly: ClassVar[bool] = True
 
     bits: int = 16
     compression: pl.Compression = "lzma"

@@ -7,5 +7,17 @@ Example:
 """
 
 from covertml.runner.config import Cell, Grid, load_grid, parse_grid
+from covertml.runner.jobs import Job, plan_jobs
+from covertml.runner.run import Progress, RunSummary, run_grid
 
-__all__ = ["Cell", "Grid", "load_grid", "parse_grid"]
+__all__ = [
+    "Cell",
+    "Grid",
+    "Job",
+    "Progress",
+    "RunSummary",
+    "load_grid",
+    "parse_grid",
+    "plan_jobs",
+    "run_grid",
+]

@@ -9,6 +9,8 @@ Example file::
 
     name = "digits-cpu"
     seeds = [0]
+    scan = true          # also scan every model (against an honest reference, seed + 1000)
+    oracle = "local"     # capacity abuse queries: "local" model or "http" (a loopback API)
 
     [datasets.digits]
     epochs = 30
@@ -21,10 +23,12 @@ Example file::
     none = [{}]
     lsb-randomize = [{bits = 16}]
 
+Honest training is always part of a grid (it is every attack's baseline), first.
+
 Example:
     >>> grid = parse_grid('name = "g"\n[datasets.digits]\n[attacks]\nlsb = [{bits = 8}]')
     >>> [c.id for c in grid.cells()]
-    ['digits/lsb-bits=8/none/seed0']
+    ['digits/honest/none/seed0', 'digits/lsb-bits=8/none/seed0']
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ TRAIN_KEYS = {
     "epochs", "lr", "optimizer", "weight_decay", "schedule", "batch_size",
     "train_limit", "test_limit", "model",
 }  # fmt: skip
+TOP_KEYS = {"name", "seeds", "scan", "oracle", "datasets", "attacks", "sanitizers"}
 
 
 def _label(name: str, options: dict[str, Any]) -> str:
@@ -95,6 +100,20 @@ class Grid:
     attacks: dict[str, list[dict[str, Any]]]
     sanitizers: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {"none": [{}]})
     seeds: tuple[int, ...] = (0,)
+    scan: bool = False
+    oracle: str = "local"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return {
+            "name": self.name,
+            "datasets": self.datasets,
+            "attacks": self.attacks,
+            "sanitizers": self.sanitizers,
+            "seeds": list(self.seeds),
+            "scan": self.scan,
+            "oracle": self.oracle,
+        }
 
     def cells(self) -> list[Cell]:
         """Every combination, datasets outermost, in file order."""
@@ -163,12 +182,27 @@ def parse_grid(text: str, *, source: str = "<grid>") -> Grid:
     seeds = raw.get("seeds", [0])
     if not isinstance(seeds, list) or not all(isinstance(s, int) for s in seeds) or not seeds:
         raise ConfigError(f"{source}: seeds must be a list of integers", fix="seeds = [0, 1]")
+    unknown_top = sorted(set(raw) - TOP_KEYS)
+    if unknown_top:
+        raise ConfigError(
+            f"{source} has unknown key {unknown_top[0]!r}",
+            fix=f"use: {', '.join(sorted(TOP_KEYS))}",
+        )
+    if not isinstance(raw.get("scan", False), bool):
+        raise ConfigError(f"{source}: scan must be true or false", fix="scan = true")
+    oracle = raw.get("oracle", "local")
+    if oracle not in ("local", "http"):
+        raise ConfigError(f'{source}: oracle must be "local" or "http"', fix='oracle = "http"')
+    attacks = _options_lists(raw.get("attacks", {"honest": [{}]}), "attacks")
+    attacks = {"honest": [{}], **{k: v for k, v in attacks.items() if k != "honest"}}
     grid = Grid(
         name=str(raw.get("name", Path(source).stem)),
         datasets={str(k): dict(v) for k, v in datasets.items()},
-        attacks=_options_lists(raw.get("attacks", {"honest": [{}]}), "attacks"),
+        attacks=attacks,
         sanitizers=_options_lists(raw.get("sanitizers", {"none": [{}]}), "sanitizers"),
         seeds=tuple(seeds),
+        scan=bool(raw.get("scan", False)),
+        oracle=str(oracle),
     )
     _check_names(grid)
     return grid

@@ -1,0 +1,296 @@
+"""Running a grid: jobs in order or in a process pool, every cell recorded, resumable.
+
+:func:`run_grid` plans the grid's jobs (:mod:`covertml.runner.jobs`), skips every cell
+already recorded in the run folder, and runs the rest -- in this process (``jobs=1``) or in
+a pool of spawned worker processes. A job waits for the models it builds on (the honest
+model for LSB, the scan reference) when those are still to be trained. After each cell the
+run's ``results.json`` / ``results.csv`` are rewritten, so an interrupted run loses at most
+the cells in flight; running the same command again resumes it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing as mp
+import os
+import platform
+import queue as queue_mod
+import resource
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from covertml import __version__
+from covertml.errors import ConfigError
+from covertml.paths import atomic_write_text
+from covertml.runner.config import Grid
+from covertml.runner.jobs import Job, plan_jobs, safe_path
+from covertml.runner.records import load_records, write_tables
+from covertml.runner.worker import pool_init, pool_run_job, run_job
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a run stands (passed to the ``on_progress`` callback after every event)."""
+
+    total: int
+    done: int
+    failed: int
+    running: int
+    left: int
+    elapsed: float
+    eta_seconds: float | None
+    last: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What :func:`run_grid` did."""
+
+    out: str
+    total: int
+    done: int
+    failed: int
+    resumed: int
+    seconds: float
+    peak_rss_mb: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return asdict(self)
+
+
+def _peak_rss_mb() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, kids) / 1024.0  # Linux reports KiB
+
+
+def _model_ready(run_dir: Path, job_id: str) -> bool:
+    return (run_dir / "models" / safe_path(job_id) / "model.safetensors").is_file()
+
+
+class _State:
+    """Book-keeping of one run: what is done, running and left; ETA; tables on each cell."""
+
+    def __init__(self, grid: Grid, run_dir: Path, records: dict[str, dict[str, Any]]) -> None:
+        self.cells = grid.cells()
+        self.run_dir = run_dir
+        self.records = records
+        self.resumed = sum(r.get("status") == "ok" for r in records.values())
+        self.start = time.perf_counter()
+        self.finished_now = 0
+        self.running: set[str] = set()
+        self.failed = 0
+
+    def progress(self, last: str = "") -> Progress:
+        done = sum(r.get("status") == "ok" for r in self.records.values())
+        left = len(self.cells) - done - self.failed
+        elapsed = time.perf_counter() - self.start
+        eta = elapsed / self.finished_now * left if self.finished_now else None
+        return Progress(
+            len(self.cells), done, self.failed, len(self.running), left, elapsed, eta, last
+        )
+
+    def on_event(self, event: dict[str, Any]) -> str:
+        kind = event["event"]
+        if kind == "job-start":
+            self.running.update(event["cells"])
+            return f"started {event['job']}"
+        if kind == "cell":
+            cell_id = event["cell"]
+            self.running.discard(cell_id)
+            self.finished_now += 1
+            path = self.run_dir / "cells" / safe_path(cell_id) / "record.json"
+            self.records[cell_id] = json.loads(path.read_text(encoding="utf-8"))
+            if event["status"] != "ok":
+                self.failed += 1
+            write_tables(self.run_dir, self.cells, self.records)
+            return f"{event['status']}: {cell_id}"
+        return f"finished {event['job']}"
+
+
+def pending_jobs(grid: Grid, run_dir: Path, done: set[str]) -> list[Job]:
+    """The jobs with cells still to run, plus the models they need that are missing."""
+    jobs = plan_jobs(grid)
+    todo = [j for j in jobs if any(c.id not in done for c in j.cells)]
+    needed = {d for j in todo for d in j.depends_on() if not _model_ready(run_dir, d)}
+    return [j for j in jobs if j in todo or (j.id in needed and not j.cells)]
+
+
+def run_grid(
+    grid: Grid,
+    out: str | os.PathLike[str],
+    *,
+    jobs: int = 1,
+    data_dir: str | os.PathLike[str] | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    threads: int | None = None,
+) -> RunSummary:
+    r"""Runs every cell of ``grid`` not yet recorded in ``out``; returns what was done.
+
+    Args:
+        grid: The parsed grid (:func:`~covertml.runner.load_grid`).
+        out: Run folder (created); a folder of an earlier run of the same grid resumes it.
+        jobs: Worker processes (1: run here, in order).
+        data_dir: Folder of the offline datasets (default ``$COVERTML_DATA``).
+        on_progress: Called with a :class:`Progress` after every event.
+        threads: Torch threads per worker (default: the CPUs shared out among ``jobs``).
+
+    Example:
+        >>> import tempfile
+        >>> from covertml.runner import parse_grid
+        >>> g = parse_grid('[datasets.digits]\nepochs = 1\ntrain_limit = 200\ntest_limit = 50')
+        >>> run_grid(g, tempfile.mkdtemp()).done
+        1
+    """
+    if jobs < 1:
+        raise ConfigError(f"--jobs must be at least 1, not {jobs}", fix="pass --jobs 1 or more")
+    run_dir = Path(out)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    records = load_records(run_dir, grid.cells())
+    state = _State(grid, run_dir, records)
+    done = {k for k, r in records.items() if r.get("status") == "ok"}
+    todo = pending_jobs(grid, run_dir, done)
+    data = str(data_dir) if data_dir is not None else None
+    _write_run(run_dir, grid, jobs=jobs, state=state, finished=False)
+    if state.resumed:
+        log.info(
+            "resuming %s: %d of %d cells already recorded", run_dir, len(done), len(state.cells)
+        )
+
+    def emit(event: dict[str, Any]) -> None:
+        last = state.on_event(event)
+        if on_progress is not None:
+            on_progress(state.progress(last))
+
+    if on_progress is not None:
+        on_progress(state.progress("resumed" if state.resumed else "started"))
+    if jobs == 1:
+        for job in todo:
+            run_job(
+                job,
+                str(run_dir),
+                data_dir=data,
+                oracle=grid.oracle,
+                scan_enabled=grid.scan,
+                emit=emit,
+            )
+    else:
+        _run_pool(todo, run_dir, grid, jobs=jobs, data=data, threads=threads, emit=emit)
+    write_tables(run_dir, state.cells, state.records)
+    summary = _write_run(run_dir, grid, jobs=jobs, state=state, finished=True)
+    return summary
+
+
+def _run_pool(
+    todo: list[Job],
+    run_dir: Path,
+    grid: Grid,
+    *,
+    jobs: int,
+    data: str | None,
+    threads: int | None,
+    emit: Callable[[dict[str, Any]], None],
+) -> None:
+    ctx = mp.get_context("spawn")  # fork after torch has started threads can deadlock
+    events: Any = ctx.Queue()
+    per_worker = threads or max(1, (os.cpu_count() or 1) // jobs)
+    waiting = list(todo)
+    running: dict[Future[None], Job] = {}
+    executor = ProcessPoolExecutor(
+        jobs, mp_context=ctx, initializer=pool_init, initargs=(events, per_worker)
+    )
+    try:
+        while waiting or running:
+            busy = {j.id for j in waiting} | {j.id for j in running.values()}
+            for job in list(waiting):
+                if len(running) >= jobs:
+                    break
+                if any(d in busy and d != job.id for d in job.depends_on()):
+                    continue
+                waiting.remove(job)
+                running[
+                    executor.submit(pool_run_job, job, str(run_dir), data, grid.oracle, grid.scan)
+                ] = job
+            _drain(events, emit, timeout=0.5)
+            for fut in [f for f in running if f.done()]:
+                job = running.pop(fut)
+                exc = fut.exception()
+                if exc is not None:  # the worker died (e.g. out of memory): record its cells
+                    _drain(events, emit, timeout=0.1)
+                    log.error("job %s: worker failed (%s)", job.id, exc)
+                    _fail_cells(job, run_dir, exc, emit)
+        _drain(events, emit, timeout=0.1)
+    except BaseException:
+        for proc in list(getattr(executor, "_processes", {}).values()):
+            proc.terminate()
+        executor.shutdown(wait=False, cancel_futures=True)
+        raise
+    executor.shutdown(wait=True)
+
+
+def _drain(events: Any, emit: Callable[[dict[str, Any]], None], *, timeout: float) -> None:
+    try:
+        event = events.get(timeout=timeout)
+    except queue_mod.Empty:
+        return
+    emit(event)
+    while True:
+        try:
+            emit(events.get_nowait())
+        except queue_mod.Empty:
+            return
+
+
+def _fail_cells(
+    job: Job, run_dir: Path, exc: BaseException, emit: Callable[[dict[str, Any]], None]
+) -> None:
+    from covertml.runner.worker import _finish
+
+    for cell in job.cells:
+        path = run_dir / "cells" / safe_path(cell.id) / "record.json"
+        if not path.is_file():
+            _finish(run_dir, cell, {"status": "failed", "error": f"worker died: {exc}"[:300]}, emit)
+
+
+def _write_run(
+    run_dir: Path, grid: Grid, *, jobs: int, state: _State, finished: bool
+) -> RunSummary:
+    p = state.progress()
+    summary = RunSummary(
+        out=str(run_dir),
+        total=p.total,
+        done=p.done,
+        failed=p.failed,
+        resumed=state.resumed,
+        seconds=p.elapsed,
+        peak_rss_mb=_peak_rss_mb(),
+    )
+    info = {
+        "grid": grid.to_dict(),
+        "jobs": jobs,
+        "finished": finished,
+        "summary": summary.to_dict(),
+        "environment": {
+            "covertml": __version__,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        },
+    }
+    atomic_write_text(run_dir / "run.json", json.dumps(info, indent=2) + "\n")
+    return summary
