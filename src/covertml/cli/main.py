@@ -16,6 +16,7 @@ from covertml.cli import (
     attack_cmds,
     demo_cmd,
     inspect_cmds,
+    reproduce_cmd,
     sanitize_cmds,
     scan_cmds,
     serve_cmds,
@@ -58,6 +59,7 @@ serve_cmds.register(app)
 sanitize_cmds.register(app)
 scan_cmds.register(app)
 demo_cmd.register(app)
+reproduce_cmd.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:
