@@ -296,7 +296,7 @@ def scan_table(records: Iterable[Record]) -> Table:
 
 def all_tables(records: list[Record]) -> list[Table]:
     """Every table of the report, in the paper's order."""
-    datasets = list(dict.fromkeys(r["cell"]["dataset"] for r in records))
+    datasets = list(dict.fromkeys(r["cell"]["dataset"] for r in ok(records)))
     tables = [
         baselines(records),
         attack_table(
