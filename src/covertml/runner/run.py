@@ -207,24 +207,21 @@ def _run_pool(
 ) -> None:
     ctx = mp.get_context("spawn")  # fork after torch has started threads can deadlock
     events: Any = ctx.Queue()
-    per_worker = threads or max(1, (os.cpu_count() or 1) // jobs)
+    cpus = os.cpu_count() or 1
     waiting = list(todo)
     running: dict[Future[None], Job] = {}
-    executor = ProcessPoolExecutor(
-        jobs, mp_context=ctx, initializer=pool_init, initargs=(events, per_worker)
-    )
+    executor = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=pool_init, initargs=(events,))
+    args = (str(run_dir), data, grid.oracle, grid.scan)
     try:
         while waiting or running:
             busy = {j.id for j in waiting} | {j.id for j in running.values()}
-            for job in list(waiting):
-                if len(running) >= jobs:
-                    break
-                if any(d in busy and d != job.id for d in job.depends_on()):
-                    continue
+            ready = [j for j in waiting if not any(d in busy for d in j.depends_on())]
+            start = ready[: jobs - len(running)]
+            # a job that runs alone (e.g. the reference everything waits for) gets every core
+            share = threads or max(1, cpus // max(1, len(running) + len(start)))
+            for job in start:
                 waiting.remove(job)
-                running[
-                    executor.submit(pool_run_job, job, str(run_dir), data, grid.oracle, grid.scan)
-                ] = job
+                running[executor.submit(pool_run_job, job, *args, share)] = job
             _drain(events, emit, timeout=0.5)
             for fut in [f for f in running if f.done()]:
                 job = running.pop(fut)

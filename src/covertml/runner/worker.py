@@ -334,21 +334,21 @@ def _finish(root: Path, cell: Cell, result: dict[str, Any], emit: Callable[[Even
 _QUEUE: Any = None
 
 
-def pool_init(queue: Any, threads: int) -> None:
-    """Worker-process initializer: event queue, torch threads, and Ctrl-C left to the parent."""
+def pool_init(queue: Any) -> None:
+    """Worker-process initializer: the event queue, and Ctrl-C left to the parent."""
     import signal
 
     global _QUEUE
     _QUEUE = queue
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    torch.set_num_threads(max(1, threads))
     logging.basicConfig(level=logging.WARNING)
 
 
 def pool_run_job(
-    job: Job, run_dir: str, data_dir: str | None, oracle: str, scan_enabled: bool
+    job: Job, run_dir: str, data_dir: str | None, oracle: str, scan_enabled: bool, threads: int
 ) -> None:
-    """:func:`run_job` in a pool worker, its events sent to the parent's queue."""
+    """:func:`run_job` in a pool worker with ``threads`` torch threads, events to the parent."""
+    torch.set_num_threads(max(1, threads))
     run_job(
         job, run_dir, data_dir=data_dir, oracle=oracle, scan_enabled=scan_enabled, emit=_QUEUE.put
     )
