@@ -1,77 +1,110 @@
-"""``covertml demo``: every attack on the embedded digits data, end to end."""
+"""``covertml demo``: every attack and two countermeasures on the embedded digits data.
+
+The demo is a small grid run by the same runner as ``covertml reproduce`` (so it writes the
+same records, tables and HTML report): an honest model, the three white-box attacks, capacity
+abuse read back through a labels-only prediction API on loopback, two sanitizers and the
+scanner. It ends with a summary table and the report's path.
+"""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from covertml.attacks import AttackKey, create_attack
-from covertml.attacks.extract import Extraction, extract_with_oracle
-from covertml.attacks.extract import extract as run_extract
-from covertml.audit import context_from_file, scan
 from covertml.cli.common import console
-from covertml.data import create_dataset
-from covertml.data.base import Dataset
-from covertml.defenses import create_sanitizer, sanitize_file
-from covertml.errors import CovertMLError
-from covertml.models import load_model
-from covertml.serve import BackgroundServer, HTTPOracle, app_from_file
-from covertml.training import accuracy_on, recipe
-from covertml.training.pipeline import TrainedModel, train_and_save
+from covertml.cli.reproduce_cmd import run_with_progress, write_report
+from covertml.errors import ConfigError
 
-DEMO_ATTACKS: tuple[tuple[str, dict[str, object]], ...] = (
-    ("lsb", {"bits": 16, "passphrase": "demo-passphrase"}),
-    ("correlation", {"lam": 5.0, "clip": 2.0}),
-    ("sign", {"lam": 50.0}),
-    ("capacity", {"ratio": 1.0}),
-)
+#: The demo's grid (digits needs no data files). ``{epochs}`` and ``{seed}`` are filled in.
+DEMO_GRID = """
+name = "demo"
+seeds = [{seed}]
+scan = true          # every model scanned against an honest reference
+oracle = "http"      # capacity abuse: labels from a prediction API on loopback
 
+[datasets.digits]
+{epochs}
 
-def _extract_white_box(run: TrainedModel, out: Path) -> Extraction:
-    """The adversary's view: only the released file and the key."""
-    loaded = load_model(run.model_path).model
-    return run_extract(loaded, AttackKey.load(run.key_path or ""), out, dataset="digits")
+[attacks]
+lsb = [{{bits = 8}}, {{bits = 16, passphrase = "demo-passphrase"}}, {{bits = 23}}]
+correlation = [{{lam = 5.0, clip = 2.0}}]
+sign = [{{lam = 50.0}}]
+capacity = [{{ratio = 0.5}}, {{ratio = 1.0}}]
 
-
-def _extract_black_box(run: TrainedModel, out: Path) -> Extraction:
-    """Serves the released model on a free loopback port and asks it for labels only."""
-    key = AttackKey.load(run.key_path or "")
-    with BackgroundServer(app_from_file(run.model_path)) as server:
-        console.print(f"  prediction API (labels only) up at {server.url}; querying it")
-        with HTTPOracle(server.url) as oracle:
-            return extract_with_oracle(oracle, key, out, dataset="digits", endpoint=server.url)
+[sanitizers]
+none = [{{}}]
+lsb-randomize = [{{bits = 16}}]
+int8 = [{{per = "channel"}}]
+"""
 
 
-def _defend(ds: Dataset, out: Path, runs: dict[str, TrainedModel], reference: Path) -> Table:
-    """The defender's view: scan every model, then sanitize it and try the key again."""
-    table = Table(title="demo defence: scan, then sanitize (lsb-randomize 16 bits)")
-    for col in ("model", "scan verdict", "flagged by", "after sanitizing: acc", "secret"):
+def _fresh_out(out: Path) -> None:
+    """Clears an earlier demo run in ``out``; refuses to touch a folder that is not one."""
+    if not out.exists():
+        return
+    if not (out / "run.json").is_file() and any(out.iterdir()):
+        raise ConfigError(
+            f"{out} exists and is not a covertml run folder", fix="choose another --out folder"
+        )
+    shutil.rmtree(out)
+
+
+def _name(r: dict[str, Any]) -> str:
+    cell = r["cell"]
+    opts = cell["attack_options"]
+    text = " ".join(f"{k}={v:g}" for k, v in opts.items() if isinstance(v, (int, float)))
+    if opts.get("passphrase"):
+        text += " +AES"
+    return f"{cell['attack']} {text}".strip()
+
+
+def _after(records: list[dict[str, Any]], like: dict[str, Any], sanitizer: str) -> str:
+    for r in records:
+        cell = r["cell"]
+        if cell["sanitizer"] == sanitizer and _name(r) == _name(like) and r.get("status") == "ok":
+            rec = r.get("recovery") or {}
+            acc = f"{100 * r['test_accuracy']:.1f}"
+            if cell["attack"] == "honest":
+                return acc
+            if not rec.get("recovered"):
+                return f"{acc} [green]gone[/]"
+            return f"{acc} [red]kept[/]"
+    return "-"
+
+
+def summary_table(records: list[dict[str, Any]]) -> Table:
+    """One row per model: accuracy, what the key recovers, the scan, the two sanitizers."""
+    table = Table(title="demo summary: honest vs malicious training code (digits)")
+    for col in (
+        "model", "test acc % (δ)", "images stolen", "MAPE", "via", "scan",
+        "+ lsb-randomize 16: acc, secret", "+ int8: acc, secret",
+    ):  # fmt: skip
         table.add_column(col)
-    sanitizer = create_sanitizer("lsb-randomize", bits=16)
-    for name, run in runs.items():
-        ctx = context_from_file(run.model_path, reference=reference, dataset=ds)
-        report = scan(ctx, name=name)
-        flagged = ", ".join(r.detector for r in report.reports if r.flagged) or "-"
-        clean_path = out / name / "sanitized.safetensors"
-        sanitize_file(run.model_path, clean_path, sanitizer, overwrite=True)
-        clean = load_model(clean_path).model
-        acc = accuracy_on(clean, ds.test)
-        if run.key_path is None:
-            secret = ""
-        else:
-            try:
-                got = run_extract(
-                    clean, AttackKey.load(run.key_path), out / name / "after", dataset="digits"
-                )
-                mape = got.scores.mape if got.scores is not None else None
-                secret = f"still there (MAPE {mape:.1f})" if mape is not None else "still there"
-            except CovertMLError:
-                secret = "[green]gone[/]"
-        colour = "red" if report.flagged else "green"
-        table.add_row(name, f"[{colour}]{report.verdict}[/]", flagged, f"{acc:.4f}", secret)
+    for r in records:
+        cell = r["cell"]
+        if cell["sanitizer"] != "none" or r.get("status") != "ok":
+            continue
+        rec = r.get("recovery") or {}
+        scan = r.get("scan") or {}
+        flagged = scan.get("verdict") == "suspicious"
+        via = {"model file": "file", "HTTP labels": "HTTP"}.get(rec.get("via", ""), "")
+        if rec.get("queries"):
+            via += f" {rec['queries']:,} q"
+        delta = "" if cell["attack"] == "honest" else f" ({r.get('delta_points') or 0:+.1f})"
+        table.add_row(
+            _name(r),
+            f"{100 * r['test_accuracy']:.1f}{delta}",
+            str(rec.get("items", "")),
+            "" if rec.get("mape") is None else f"{rec['mape']:.1f}",
+            via,
+            "[red]flagged[/]" if flagged else "[green]clean[/]",
+            _after(records, r, "lsb-randomize"),
+            _after(records, r, "int8"),
+        )
     return table
 
 
@@ -80,70 +113,37 @@ def demo(
     epochs: Annotated[int | None, typer.Option(help="Epochs (default: recipe).")] = None,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
 ) -> None:
-    """Run the demo on the embedded digits data (no files needed).
+    """Run the demo on the embedded digits data (no files needed), then open the report.
 
-    Trains an honest baseline and one model per attack (three white-box, and capacity
-    abuse read back through a prediction API it starts on loopback), extracts the hidden
-    training images with the adversary's key, then scans every model and sanitizes it.
+    Trains an honest model and one per attack (three white-box; capacity abuse read back
+    through a labels-only prediction API it starts on loopback), extracts the hidden
+    training images with the adversary's key, scans every model, applies two sanitizers
+    (lsb-randomize, int8) and extracts again. Writes OUT/index.html.
     """
-    console.rule("[bold]covertml demo[/] -- digits (embedded)")
-    ds = create_dataset("digits")
-    console.print(f"dataset: digits, {len(ds.train)} train / {len(ds.test)} test 8x8 images")
-    config = recipe("digits", epochs=epochs, seed=seed)
-    table = Table(title="demo summary: honest vs malicious training code")
-    for col in ("training code", "test acc", "delta", "images stolen", "MAPE", "SSIM", "via"):
-        table.add_column(col)
-    steps = len(DEMO_ATTACKS) + 2
-    console.print(f"[bold]1/{steps}[/] honest baseline")
-    honest = train_and_save(ds, out / "honest", config=config, overwrite=True, progress=True)
-    base = honest.result.test_accuracy or 0.0
-    runs = {"honest": honest}
-    table.add_row("honest", f"{base:.4f}", "", "", "", "", "")
-    for i, (name, options) in enumerate(DEMO_ATTACKS, start=2):
-        console.print(f"[bold]{i}/{steps}[/] attack [bold]{name}[/] {options}")
-        run = train_and_save(
-            ds,
-            out / name,
-            config=config,
-            overwrite=True,
-            progress=True,
-            attack=create_attack(name, **options),
-            dataset_ref={"name": "digits", "seed": seed},
-        )
-        target = out / name / "extracted"
-        if name == "capacity":
-            result = _extract_black_box(run, target)
-            via = f"{result.details['queries']:,} label queries"
-        else:
-            result = _extract_white_box(run, target)
-            via = "model file"
-        runs[name] = run
-        acc = run.result.test_accuracy or 0.0
-        s = result.scores
-        assert s is not None and s.mape is not None
-        table.add_row(
-            name,
-            f"{acc:.4f}",
-            f"{100 * (acc - base):+.2f} pts",
-            str(result.items),
-            f"{s.mape:.2f}",
-            "n/a" if s.ssim is None else f"{s.ssim:.3f}",
-            via,
-        )
-    console.print(table)
-    console.print(f"[bold]{steps}/{steps}[/] defence: scan every model, sanitize, extract again")
-    reference = train_and_save(
-        ds,
-        out / "reference",
-        config=recipe("digits", epochs=epochs, seed=seed + 1000),
-        overwrite=True,
-        progress=True,
+    import json
+    import tempfile
+
+    from covertml.runner import load_grid
+
+    console.rule("[bold]covertml demo[/] -- digits (embedded, 1,437 train / 360 test 8x8 images)")
+    _fresh_out(out)
+    text = DEMO_GRID.format(epochs=f"epochs = {epochs}" if epochs else "", seed=seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        grid_file = Path(tmp) / "demo.toml"
+        grid_file.write_text(text, encoding="utf-8")
+        load_grid(grid_file)  # validated before anything runs
+        run_with_progress(grid_file, out, jobs=1, data_dir=None)
+    records = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    console.print(summary_table(records))
+    console.print(
+        "MAPE: mean absolute pixel error (0-255) of the stolen images; q: label queries; "
+        "scan: covertml scan against an honest reference"
     )
-    console.print(_defend(ds, out, runs, reference.model_path))
-    console.print("original (top) vs recovered (bottom) images:")
-    for name, _ in DEMO_ATTACKS:
-        console.print(f"  {out / name / 'extracted' / 'original_vs_recovered.png'}")
-    console.print(f"results in {out}/ (each folder: model.safetensors, key.json, extracted/)")
+    console.print(
+        "original (top) vs recovered (bottom) images: "
+        f"{out}/cells/digits/*/none/seed{seed}/original_vs_recovered.png"
+    )
+    write_report(out)
 
 
 def register(app: typer.Typer) -> None:

@@ -9,7 +9,7 @@ Example file::
 
     name = "digits-cpu"
     seeds = [0]
-    scan = true          # also scan every model (against an honest reference, seed + 1000)
+    scan = true          # scan each released model (against an honest reference, seed + 1000)
     oracle = "local"     # capacity abuse queries: "local" model or "http" (a loopback API)
 
     [datasets.digits]

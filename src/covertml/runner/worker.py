@@ -194,8 +194,11 @@ def scan_model(
     """The scanner's verdict on ``model`` (against ``reference`` when there is one)."""
     from covertml.audit import ScanContext, scan
 
+    from covertml.models.files import ModelInfo
+
     ctx = ScanContext(
         model.state_dict(),
+        info=ModelInfo(model_spec(model), classes=ds.classes),
         model=model,
         reference=reference.state_dict() if reference is not None else None,
         reference_model=reference,
@@ -235,7 +238,7 @@ def evaluate_cell(
     record: dict[str, Any] = {"test_accuracy": accuracy_on(clean, ds.test)}
     if plan is not None:
         record["recovery"] = recover(clean, plan, ds, oracle=oracle, cell_dir=cell_dir)
-    if scan_enabled:
+    if scan_enabled and cell.sanitizer == "none":  # the released model, as a hub would see it
         record["scan"] = scan_model(clean, reference, ds, seed=cell.seed)
     record["seconds"] = time.perf_counter() - start
     return record
