@@ -99,17 +99,30 @@ def test_help_everywhere_and_choices_come_from_registries() -> None:
         assert name in train_help
 
 
-def test_demo_writes_an_honest_digits_model(cli, tmp_path) -> None:
-    code, out, err = cli("demo", "--out", str(tmp_path / "demo"), "--epochs", "5")
+def test_demo_runs_every_attack_and_ends_with_summary_and_report(cli, tmp_path) -> None:
+    out = tmp_path / "demo"
+    code, text, err = cli("demo", "--out", str(out), "--epochs", "4")
     assert code == 0, err
-    metrics = json.loads((tmp_path / "demo" / "honest" / "metrics.json").read_text())
-    assert metrics["dataset"]["name"] == "digits"
-    assert "demo summary" in out
-    assert "demo defence" in out
-    lsb = tmp_path / "demo" / "lsb"
-    assert (lsb / "sanitized.safetensors").is_file() and (lsb / "model.safetensors").is_file()
-    # the sanitized LSB model no longer yields the payload; the row says so
-    assert any(line.lstrip("│ ").startswith("lsb") and "gone" in line for line in out.splitlines())
+    assert "demo summary" in text and "report:" in text
+    assert (out / "index.html").is_file() and (out / "results.csv").is_file()
+    records = {r["id"]: r for r in json.loads((out / "results.json").read_text())}
+    assert all(r["status"] == "ok" for r in records.values())
+    # honest + 3 LSB + correlation + sign + 2 capacity models, each raw and under 2 sanitizers
+    assert len(records) == 8 * 3
+    lsb = records["digits/lsb-bits=16-passphrase=demo-passphrase/none/seed0"]
+    assert lsb["recovery"]["mape"] == 0.0
+    assert not records["digits/lsb-bits=8/lsb-randomize-bits=16/seed0"]["recovery"]["recovered"]
+    cap = records["digits/capacity-ratio=1.0/none/seed0"]["recovery"]
+    assert cap["via"] == "HTTP labels" and cap["endpoint"].startswith("http://127.0.0.1:")
+    assert records["digits/honest/none/seed0"]["scan"]["verdict"] in ("no findings", "suspicious")
+    assert "gone" in text and "kept" in text  # the sanitizer columns of the summary
+    # a second demo replaces its own earlier run, but never a folder that is not one
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep me")
+    code, _, err = cli("demo", "--out", str(other))
+    assert code == 2 and "not a covertml run folder" in err
+    assert (other / "notes.txt").read_text() == "keep me"
 
 
 def test_train_schedule_option_sets_the_learning_rate_curve(cli, tmp_path) -> None:

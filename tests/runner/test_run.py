@@ -146,9 +146,15 @@ def test_jobs_wait_for_the_models_they_build_on() -> None:
     assert jobs["digits/reference/seed0"].train_seed == 1000
 
 
-def test_process_pool_runs_the_same_cells(tmp_path: Path) -> None:
-    summary = run_grid(parse_grid(GRID), tmp_path, jobs=2, threads=1)
+def test_process_pool_runs_the_same_cells_and_reports_progress(tmp_path: Path) -> None:
+    seen = []
+    summary = run_grid(parse_grid(GRID), tmp_path, jobs=2, threads=1, on_progress=seen.append)
     assert (summary.done, summary.failed) == (6, 0)
+    assert [p.done for p in seen] == sorted(p.done for p in seen)  # never goes back
+    assert seen[0].done == 0 and seen[-1].done == 6 and seen[-1].left == 0
+    assert max(p.running for p in seen) >= 2  # two jobs at once
+    etas = [p.eta_seconds for p in seen if p.eta_seconds is not None]
+    assert etas and min(etas) >= 0 and seen[-1].eta_seconds == 0
     rows = _rows(tmp_path)
     assert rows["digits/lsb-bits=8/none/seed0"]["mape"] == "0"
     assert rows["digits/capacity-ratio=1.0/none/seed0"]["recovered"] == "True"

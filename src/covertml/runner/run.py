@@ -85,7 +85,9 @@ def _model_ready(run_dir: Path, job_id: str) -> bool:
 class _State:
     """Book-keeping of one run: what is done, running and left; ETA; tables on each cell."""
 
-    def __init__(self, grid: Grid, run_dir: Path, records: dict[str, dict[str, Any]]) -> None:
+    def __init__(
+        self, grid: Grid, run_dir: Path, records: dict[str, dict[str, Any]], *, jobs: int = 1
+    ) -> None:
         self.cells = grid.cells()
         self.run_dir = run_dir
         self.records = records
@@ -94,21 +96,50 @@ class _State:
         self.finished_now = 0
         self.running: set[str] = set()
         self.failed = 0
+        self.parallel = jobs
+        self.to_train: set[str] = set()  # jobs that will train a model (not reuse one)
+        self.training: set[str] = set()
+        self.train_times: list[float] = []
+        self.cell_times: list[float] = []
+
+    def eta(self, left: int) -> float | None:
+        """Seconds left: trainings still to come and cells still to evaluate, per worker."""
+        if self.to_train and not self.train_times:
+            return None
+        if not self.to_train and not self.cell_times:
+            return None
+        per_train = sum(self.train_times) / len(self.train_times) if self.train_times else 0.0
+        per_cell = sum(self.cell_times) / len(self.cell_times) if self.cell_times else 0.0
+        trainings = len(self.to_train) - 0.5 * len(self.training & self.to_train)
+        return (trainings * per_train + left * per_cell) / self.parallel
 
     def progress(self, last: str = "") -> Progress:
         done = sum(r.get("status") == "ok" for r in self.records.values())
         left = len(self.cells) - done - self.failed
         elapsed = time.perf_counter() - self.start
-        eta = elapsed / self.finished_now * left if self.finished_now else None
         return Progress(
-            len(self.cells), done, self.failed, len(self.running), left, elapsed, eta, last
+            len(self.cells),
+            done,
+            self.failed,
+            len(self.running),
+            left,
+            elapsed,
+            self.eta(left),
+            last,
         )
 
     def on_event(self, event: dict[str, Any]) -> str:
         kind = event["event"]
         if kind == "job-start":
             self.running.update(event["cells"])
+            self.training.add(event["job"])
             return f"started {event['job']}"
+        if kind == "job-model":
+            self.training.discard(event["job"])
+            self.to_train.discard(event["job"])
+            if event["trained"]:
+                self.train_times.append(float(event["seconds"]))
+            return f"model ready: {event['job']}"
         if kind == "cell":
             cell_id = event["cell"]
             self.running.discard(cell_id)
@@ -117,6 +148,8 @@ class _State:
             self.records[cell_id] = json.loads(path.read_text(encoding="utf-8"))
             if event["status"] != "ok":
                 self.failed += 1
+            if event.get("seconds") is not None:
+                self.cell_times.append(float(event["seconds"]))
             write_tables(self.run_dir, self.cells, self.records)
             return f"{event['status']}: {cell_id}"
         return f"finished {event['job']}"
@@ -161,9 +194,10 @@ def run_grid(
     run_dir = Path(out)
     run_dir.mkdir(parents=True, exist_ok=True)
     records = load_records(run_dir, grid.cells())
-    state = _State(grid, run_dir, records)
+    state = _State(grid, run_dir, records, jobs=jobs)
     done = {k for k, r in records.items() if r.get("status") == "ok"}
     todo = pending_jobs(grid, run_dir, done)
+    state.to_train = {j.id for j in todo if j.base is None and not _model_ready(run_dir, j.id)}
     data = str(data_dir) if data_dir is not None else None
     _write_run(run_dir, grid, jobs=jobs, state=state, finished=False)
     if state.resumed:

@@ -193,7 +193,6 @@ def scan_model(
 ) -> dict[str, Any]:
     """The scanner's verdict on ``model`` (against ``reference`` when there is one)."""
     from covertml.audit import ScanContext, scan
-
     from covertml.models.files import ModelInfo
 
     ctx = ScanContext(
@@ -258,7 +257,17 @@ def run_job(
     emit({"event": "job-start", "job": job.id, "cells": [c.id for c in job.cells]})
     try:
         ds = job_dataset(job, data_dir)
+        had_model = (root / "models" / safe_path(job.id) / "model.safetensors").is_file()
+        started = time.perf_counter()
         model, plan, metrics = prepare_model(job, ds, root)
+        emit(
+            {
+                "event": "job-model",
+                "job": job.id,
+                "trained": not had_model and metrics.get("how") == "trained",
+                "seconds": time.perf_counter() - started,
+            }
+        )
         reference = None
         ref_file = (
             root / "models" / safe_path(job.reference) / "model.safetensors"
