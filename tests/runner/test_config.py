@@ -66,3 +66,28 @@ def test_bad_grids_name_the_problem(text, error, needle) -> None:
 def test_missing_file_is_a_clear_error(tmp_path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_grid(tmp_path / "nope.toml")
+
+
+def test_every_shipped_configuration_is_a_valid_grid() -> None:
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "configs"
+    files = sorted(root.glob("*/*.toml"))
+    assert {f.parent.name for f in files} == {"cpu", "paper"}
+    datasets = set()
+    for f in files:
+        grid = load_grid(f)
+        assert grid.cells(), f
+        datasets |= {(f.parent.name, d.partition(":")[0]) for d in grid.datasets}
+    # the five datasets on CPU, the paper's four on a GPU
+    assert {d for kind, d in datasets if kind == "cpu"} == {
+        "digits", "cifar10", "lfw-gender", "20news", "imdb",
+    }  # fmt: skip
+    assert {d for kind, d in datasets if kind == "paper"} == {
+        "cifar10",
+        "lfw-gender",
+        "20news",
+        "imdb",
+    }
+    paper = load_grid(root / "paper" / "cifar10.toml")
+    assert paper.datasets["cifar10"] == {"model": "resnet32", "epochs": 100}
