@@ -8,7 +8,8 @@ Example:
 
 from covertml.runner.config import Cell, Grid, load_grid, parse_grid
 from covertml.runner.jobs import Job, plan_jobs
-from covertml.runner.run import Progress, RunSummary, run_grid
+from covertml.runner.progress import Progress, RunSummary
+from covertml.runner.run import run_grid
 
 __all__ = [
     "Cell",

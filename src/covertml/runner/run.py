@@ -16,11 +16,9 @@ import multiprocessing as mp
 import os
 import platform
 import queue as queue_mod
-import resource
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,135 +29,18 @@ from covertml.errors import ConfigError
 from covertml.paths import atomic_write_text
 from covertml.runner.config import Grid
 from covertml.runner.jobs import Job, plan_jobs, safe_path
+from covertml.runner.progress import Progress, RunState, RunSummary, model_ready, peak_rss_mb
 from covertml.runner.records import load_records, write_tables
 from covertml.runner.worker import pool_init, pool_run_job, run_job
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Progress:
-    """Where a run stands (passed to the ``on_progress`` callback after every event)."""
-
-    total: int
-    done: int
-    failed: int
-    running: int
-    left: int
-    elapsed: float
-    eta_seconds: float | None
-    last: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able form."""
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class RunSummary:
-    """What :func:`run_grid` did."""
-
-    out: str
-    total: int
-    done: int
-    failed: int
-    resumed: int
-    seconds: float
-    peak_rss_mb: float
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able form."""
-        return asdict(self)
-
-
-def _peak_rss_mb() -> float:
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return max(own, kids) / 1024.0  # Linux reports KiB
-
-
-def _model_ready(run_dir: Path, job_id: str) -> bool:
-    return (run_dir / "models" / safe_path(job_id) / "model.safetensors").is_file()
-
-
-class _State:
-    """Book-keeping of one run: what is done, running and left; ETA; tables on each cell."""
-
-    def __init__(
-        self, grid: Grid, run_dir: Path, records: dict[str, dict[str, Any]], *, jobs: int = 1
-    ) -> None:
-        self.cells = grid.cells()
-        self.run_dir = run_dir
-        self.records = records
-        self.resumed = sum(r.get("status") == "ok" for r in records.values())
-        self.start = time.perf_counter()
-        self.finished_now = 0
-        self.running: set[str] = set()
-        self.failed = 0
-        self.parallel = jobs
-        self.to_train: set[str] = set()  # jobs that will train a model (not reuse one)
-        self.training: set[str] = set()
-        self.train_times: list[float] = []
-        self.cell_times: list[float] = []
-
-    def eta(self, left: int) -> float | None:
-        """Seconds left: trainings still to come and cells still to evaluate, per worker."""
-        if self.to_train and not self.train_times:
-            return None
-        if not self.to_train and not self.cell_times:
-            return None
-        per_train = sum(self.train_times) / len(self.train_times) if self.train_times else 0.0
-        per_cell = sum(self.cell_times) / len(self.cell_times) if self.cell_times else 0.0
-        trainings = len(self.to_train) - 0.5 * len(self.training & self.to_train)
-        return (trainings * per_train + left * per_cell) / self.parallel
-
-    def progress(self, last: str = "") -> Progress:
-        done = sum(r.get("status") == "ok" for r in self.records.values())
-        left = len(self.cells) - done - self.failed
-        elapsed = time.perf_counter() - self.start
-        return Progress(
-            len(self.cells),
-            done,
-            self.failed,
-            len(self.running),
-            left,
-            elapsed,
-            self.eta(left),
-            last,
-        )
-
-    def on_event(self, event: dict[str, Any]) -> str:
-        kind = event["event"]
-        if kind == "job-start":
-            self.running.update(event["cells"])
-            self.training.add(event["job"])
-            return f"started {event['job']}"
-        if kind == "job-model":
-            self.training.discard(event["job"])
-            self.to_train.discard(event["job"])
-            if event["trained"]:
-                self.train_times.append(float(event["seconds"]))
-            return f"model ready: {event['job']}"
-        if kind == "cell":
-            cell_id = event["cell"]
-            self.running.discard(cell_id)
-            self.finished_now += 1
-            path = self.run_dir / "cells" / safe_path(cell_id) / "record.json"
-            self.records[cell_id] = json.loads(path.read_text(encoding="utf-8"))
-            if event["status"] != "ok":
-                self.failed += 1
-            if event.get("seconds") is not None:
-                self.cell_times.append(float(event["seconds"]))
-            write_tables(self.run_dir, self.cells, self.records)
-            return f"{event['status']}: {cell_id}"
-        return f"finished {event['job']}"
-
-
 def pending_jobs(grid: Grid, run_dir: Path, done: set[str]) -> list[Job]:
     """The jobs with cells still to run, plus the models they need that are missing."""
     jobs = plan_jobs(grid)
     todo = [j for j in jobs if any(c.id not in done for c in j.cells)]
-    needed = {d for j in todo for d in j.depends_on() if not _model_ready(run_dir, d)}
+    needed = {d for j in todo for d in j.depends_on() if not model_ready(run_dir, d)}
     return [j for j in jobs if j in todo or (j.id in needed and not j.cells)]
 
 
@@ -194,10 +75,10 @@ def run_grid(
     run_dir = Path(out)
     run_dir.mkdir(parents=True, exist_ok=True)
     records = load_records(run_dir, grid.cells())
-    state = _State(grid, run_dir, records, jobs=jobs)
+    state = RunState(grid, run_dir, records, jobs=jobs)
     done = {k for k, r in records.items() if r.get("status") == "ok"}
     todo = pending_jobs(grid, run_dir, done)
-    state.to_train = {j.id for j in todo if j.base is None and not _model_ready(run_dir, j.id)}
+    state.to_train = {j.id for j in todo if j.base is None and not model_ready(run_dir, j.id)}
     data = str(data_dir) if data_dir is not None else None
     _write_run(run_dir, grid, jobs=jobs, state=state, finished=False)
     if state.resumed:
@@ -298,7 +179,7 @@ def _fail_cells(
 
 
 def _write_run(
-    run_dir: Path, grid: Grid, *, jobs: int, state: _State, finished: bool
+    run_dir: Path, grid: Grid, *, jobs: int, state: RunState, finished: bool
 ) -> RunSummary:
     p = state.progress()
     summary = RunSummary(
@@ -308,7 +189,7 @@ def _write_run(
         failed=p.failed,
         resumed=state.resumed,
         seconds=p.elapsed,
-        peak_rss_mb=_peak_rss_mb(),
+        peak_rss_mb=peak_rss_mb(),
     )
     info = {
         "grid": grid.to_dict(),

@@ -25,20 +25,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from covertml.attacks import LocalOracle, create_attack, decode_capacity, decode_secret
+from covertml.attacks import create_attack
 from covertml.attacks.base import AttackPlan
-from covertml.attacks.score import score_recovery
-from covertml.attacks.secrets import Secret
 from covertml.data import create_dataset
 from covertml.data.base import Dataset
-from covertml.errors import CovertMLError
 from covertml.models import create_model_for, save_model
 from covertml.models.files import read_tensors
 from covertml.models.registry import model_spec
-from covertml.paths import atomic_write_text
 from covertml.runner.config import TRAIN_KEYS, Cell
+from covertml.runner.evaluate import evaluate_cell, write_json
 from covertml.runner.jobs import Job, safe_path
-from covertml.training import Trainer, accuracy_on, recipe, seed_everything
+from covertml.training import Trainer, recipe, seed_everything
 from covertml.training.pipeline import attack_summary
 from covertml.training.trainer import TrainResult
 
@@ -46,8 +43,6 @@ log = logging.getLogger(__name__)
 
 Event = dict[str, Any]
 RECIPE_KEYS = TRAIN_KEYS - {"train_limit", "test_limit", "model"}
-#: Decoded text kept per cell for the report (documents, and words per document).
-TEXT_SAMPLE = (3, 120)
 
 
 @functools.lru_cache(maxsize=4)
@@ -63,11 +58,6 @@ def job_dataset(job: Job, data_dir: str | None) -> Dataset:
     return load_dataset(
         job.dataset, job.train.get("train_limit"), job.train.get("test_limit"), data_dir
     )
-
-
-def _write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
 def _load_weights(model: nn.Module, path: Path) -> None:
@@ -123,124 +113,8 @@ def prepare_model(
         metrics["attack"] = attack_summary(plan, model, result)
         plan.key.save(folder / "key.json")
     save_model(model, folder / "model.safetensors", classes=ds.classes)
-    _write_json(metrics_path, metrics)
+    write_json(metrics_path, metrics)
     return model, plan, metrics
-
-
-def _decode(model: nn.Module, plan: AttackPlan, oracle: str) -> tuple[Secret, dict[str, Any]]:
-    if plan.key.attack != "capacity":
-        return decode_secret(model, plan.key), {"via": "model file"}
-    if oracle == "http":
-        from covertml.serve import BackgroundServer, HTTPOracle
-        from covertml.serve.app import create_app
-
-        spec = plan.key.architecture
-        args = spec.get("args", {})
-        app = create_app(
-            model,
-            input_shape=tuple(args["input_shape"]),
-            num_classes=int(args["num_classes"]),
-            sparse=len(args["input_shape"]) == 1 and plan.secret.kind == "text",
-        )
-        with BackgroundServer(app) as server, HTTPOracle(server.url) as http:
-            secret = decode_capacity(http, plan.key)
-            return secret, {"via": "HTTP labels", "queries": http.queries, "endpoint": server.url}
-    local = LocalOracle(model)
-    return decode_capacity(local, plan.key), {"via": "local labels", "queries": local.queries}
-
-
-def _artifacts(
-    cell_dir: Path, truth: Secret, got: Secret, vocabulary: tuple[str, ...] | None
-) -> dict[str, str]:
-    from covertml.report.grid import save_grid
-
-    if truth.kind == "image":
-        save_grid(cell_dir / "original_vs_recovered.png", [truth.images(), got.images()])
-        return {"grid": "original_vs_recovered.png"}
-    docs, words = TEXT_SAMPLE
-
-    def name(t: int) -> str:
-        return vocabulary[t] if vocabulary is not None and 0 <= t < len(vocabulary) else f"#{t}"
-
-    sample = [
-        {
-            "original": [name(int(t)) for t in a[:words]],
-            "recovered": [name(int(t)) for t in b[:words]],
-        }
-        for a, b in list(zip(truth.documents(), got.documents(), strict=True))[:docs]
-    ]
-    _write_json(cell_dir / "documents.json", sample)
-    return {"documents": "documents.json"}
-
-
-def recover(
-    model: nn.Module, plan: AttackPlan, ds: Dataset, *, oracle: str, cell_dir: Path | None
-) -> dict[str, Any]:
-    """What the adversary recovers from ``model`` with the key, scored against the truth."""
-    try:
-        got, via = _decode(model, plan, oracle)
-    except CovertMLError as exc:
-        return {"recovered": False, "why": str(exc).split(";")[0][:160]}
-    scores = score_recovery(plan.secret, got).to_dict()
-    out: dict[str, Any] = {"recovered": True, **via, **scores}
-    if cell_dir is not None:
-        out["artifacts"] = _artifacts(cell_dir, plan.secret, got, ds.vocabulary)
-    return out
-
-
-def scan_model(
-    model: nn.Module, reference: nn.Module | None, ds: Dataset, *, seed: int
-) -> dict[str, Any]:
-    """The scanner's verdict on ``model`` (against ``reference`` when there is one)."""
-    from covertml.audit import ScanContext, scan
-    from covertml.models.files import ModelInfo
-
-    ctx = ScanContext(
-        model.state_dict(),
-        info=ModelInfo(model_spec(model), classes=ds.classes),
-        model=model,
-        reference=reference.state_dict() if reference is not None else None,
-        reference_model=reference,
-        dataset=ds,
-        seed=seed,
-    )
-    report = scan(ctx)
-    return {
-        "verdict": report.verdict,
-        "flagged_by": [r.detector for r in report.reports if r.flagged],
-        "scores": {r.detector: r.score for r in report.reports},
-        "seconds": report.seconds,
-    }
-
-
-def evaluate_cell(
-    cell: Cell,
-    model: nn.Module,
-    plan: AttackPlan | None,
-    ds: Dataset,
-    *,
-    run_dir: Path,
-    oracle: str,
-    reference: nn.Module | None,
-    scan_enabled: bool,
-) -> dict[str, Any]:
-    """Sanitizes (unless ``none``), then measures accuracy, recovery and the scan verdict."""
-    from covertml.defenses import create_sanitizer
-
-    start = time.perf_counter()
-    cell_dir = run_dir / "cells" / safe_path(cell.id)
-    cell_dir.mkdir(parents=True, exist_ok=True)
-    clean = model
-    if cell.sanitizer != "none":
-        sanitizer = create_sanitizer(cell.sanitizer, **cell.sanitizer_options)
-        clean = sanitizer.sanitize(model, seed=cell.seed + 1, dataset=ds)
-    record: dict[str, Any] = {"test_accuracy": accuracy_on(clean, ds.test)}
-    if plan is not None:
-        record["recovery"] = recover(clean, plan, ds, oracle=oracle, cell_dir=cell_dir)
-    if scan_enabled and cell.sanitizer == "none":  # the released model, as a hub would see it
-        record["scan"] = scan_model(clean, reference, ds, seed=cell.seed)
-    record["seconds"] = time.perf_counter() - start
-    return record
 
 
 def run_job(
@@ -331,7 +205,7 @@ def _finish(root: Path, cell: Cell, result: dict[str, Any], emit: Callable[[Even
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "pid": os.getpid(),
     }
-    _write_json(root / "cells" / safe_path(cell.id) / "record.json", record)
+    write_json(root / "cells" / safe_path(cell.id) / "record.json", record)
     emit(
         {
             "event": "cell",
