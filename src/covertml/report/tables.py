@@ -156,7 +156,7 @@ def baselines(records: Iterable[Record]) -> Table:
     rows, vals = [], []
     for (ds,), rs in group(honest, lambda r: (r["cell"]["dataset"],)).items():
         first = rs[0]
-        train = first["cell"]["train"]
+        train = first["cell"].get("train", {})
         row = [
             ds,
             str(first.get("model", "-")),
