@@ -36,7 +36,7 @@ th,td{border:1px solid #ccc;padding:.25em .5em;text-align:left;vertical-align:to
 th{background:#f2f2f2} caption{text-align:left;font-weight:bold;padding:.3em 0}
 img{max-width:100%;border:1px solid #ddd;margin:.3em 0} figure{margin:1em 0}
 .doc{font-family:monospace;font-size:.8em;background:#fafafa;padding:.5em;border:1px solid #eee}
-mark.wrong{background:#f8c4c4;text-decoration:line-through} .muted{color:#777;font-size:.85em}
+mark.wrong{background:#f8c4c4;color:#900} .muted{color:#777;font-size:.85em}
 """
 
 
