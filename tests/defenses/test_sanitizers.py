@@ -145,3 +145,16 @@ def test_bad_options_are_clear_errors(name, options, needle) -> None:
 def test_unknown_sanitizer_suggests_the_closest_name() -> None:
     with pytest.raises(UnknownNameError, match="lsb-randomize"):
         create_sanitizer("lsb-random")
+
+
+def test_finetune_learning_rate_is_a_tenth_of_the_optimizers_usual_rate() -> None:
+    from covertml.defenses.finetune import FineTune
+
+    # the cifar10 recipe trains with SGD at 0.1; its own optimizer keeps a tenth of that
+    assert FineTune().config_for("cifar10").lr == pytest.approx(0.01)
+    # an Adam-trained model is fine-tuned with Adam at 1e-4, not at 0.01
+    cfg = FineTune(optimizer="adam", epochs=3).config_for("cifar10", seed=5)
+    assert (cfg.optimizer, cfg.lr, cfg.epochs, cfg.schedule, cfg.seed) == (
+        "adam", pytest.approx(1e-4), 3, "constant", 5,
+    )  # fmt: skip
+    assert FineTune(optimizer="adam", lr=0.5).config_for("cifar10").lr == 0.5

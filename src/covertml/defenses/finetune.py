@@ -14,8 +14,12 @@ from torch import nn
 from covertml.data.base import Dataset
 from covertml.defenses.base import Sanitizer, register_sanitizer
 from covertml.errors import ConfigError
+from covertml.training.trainer import TrainConfig
 
 log = logging.getLogger(__name__)
+
+#: The usual learning rate of each optimizer (fine-tuning takes a tenth of it by default).
+USUAL_LR = {"sgd": 0.1, "adam": 1e-3}
 
 
 @register_sanitizer
@@ -52,6 +56,29 @@ class FineTune(Sanitizer):
         if self.optimizer not in (None, "sgd", "adam"):
             raise ConfigError(f"unknown optimizer {self.optimizer!r}", fix="use sgd or adam")
 
+    def config_for(self, dataset: str, *, seed: int = 0) -> TrainConfig:
+        """The fine-tuning recipe: the dataset's, at a tenth of the learning rate.
+
+        With ``optimizer`` other than the recipe's, the tenth is of that optimizer's usual
+        rate (SGD 0.1, Adam 1e-3): a tenth of CIFAR-10's SGD rate would wreck an Adam model.
+
+        Example:
+            >>> FineTune(optimizer="adam").config_for("cifar10").lr
+            0.0001
+        """
+        from covertml.training import recipe
+
+        own = recipe(dataset)
+        base_lr = own.lr if self.optimizer in (None, own.optimizer) else USUAL_LR[self.optimizer]
+        return recipe(
+            dataset,
+            optimizer=self.optimizer,
+            epochs=self.epochs,
+            lr=self.lr or base_lr / 10,
+            schedule="constant",
+            seed=seed,
+        )
+
     def transform(self, tensor: torch.Tensor, *, rng: np.random.Generator) -> torch.Tensor:
         """Not used: fine-tuning retrains the whole model (see :meth:`sanitize`)."""
         raise ConfigError("finetune retrains the whole model", fix="call sanitize(model, ...)")
@@ -60,22 +87,14 @@ class FineTune(Sanitizer):
         self, model: nn.Module, *, seed: int = 0, dataset: Dataset | None = None
     ) -> nn.Module:
         """A copy of ``model`` after ``epochs`` epochs of honest training on ``dataset``."""
-        from covertml.training import Trainer, recipe
+        from covertml.training import Trainer
 
         if dataset is None:
             raise ConfigError(
                 "finetune needs the owner's training data",
                 fix="pass dataset=... (CLI: --dataset NAME [--data-dir DIR])",
             )
-        base = recipe(dataset.name, optimizer=self.optimizer)
-        config = recipe(
-            dataset.name,
-            optimizer=self.optimizer,
-            epochs=self.epochs,
-            lr=self.lr or base.lr / 10,
-            schedule="constant",
-            seed=seed,
-        )
+        config = self.config_for(dataset.name, seed=seed)
         clean = copy.deepcopy(model)
         result = Trainer(config).fit(clean, dataset.train)
         log.info("fine-tuned %d epochs in %.1f s", self.epochs, result.seconds)
