@@ -125,7 +125,10 @@ def _run_pool(
     cpus = os.cpu_count() or 1
     waiting = list(todo)
     running: dict[Future[None], Job] = {}
-    executor = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=pool_init, initargs=(events,))
+    active = None if threads else ctx.Value("i", 0)  # running jobs, for the workers' threads
+    executor = ProcessPoolExecutor(
+        jobs, mp_context=ctx, initializer=pool_init, initargs=(events, active)
+    )
     args = (str(run_dir), data, grid.oracle, grid.scan)
     try:
         while waiting or running:
@@ -137,6 +140,8 @@ def _run_pool(
             for job in start:
                 waiting.remove(job)
                 running[executor.submit(pool_run_job, job, *args, share)] = job
+            if active is not None:
+                active.value = len(running)
             _drain(events, emit, timeout=0.5)
             for fut in [f for f in running if f.done()]:
                 job = running.pop(fut)

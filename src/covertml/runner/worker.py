@@ -96,6 +96,8 @@ def prepare_model(
         how = f"post steps on {job.base}"
     else:
         trainer = plan.trainer(cfg) if plan is not None else Trainer(cfg)
+        if _ACTIVE is not None:
+            trainer.callbacks.append(_rebalance_threads)
         result = trainer.fit(model, ds.train)
         how = "trained"
     model.eval()
@@ -218,14 +220,22 @@ def _finish(root: Path, cell: Cell, result: dict[str, Any], emit: Callable[[Even
 
 # -- process-pool plumbing ---------------------------------------------------------------
 _QUEUE: Any = None
+_ACTIVE: Any = None  # shared count of running jobs (None: threads fixed by the user)
 
 
-def pool_init(queue: Any) -> None:
-    """Worker-process initializer: the event queue, and Ctrl-C left to the parent."""
+def _rebalance_threads(epoch: int, model: nn.Module) -> None:
+    """After each epoch: share the CPUs among the jobs running now (others may have ended)."""
+    want = max(1, (os.cpu_count() or 1) // max(1, int(_ACTIVE.value)))
+    if want != torch.get_num_threads():
+        torch.set_num_threads(want)
+
+
+def pool_init(queue: Any, active: Any) -> None:
+    """Worker-process initializer: event queue, running-job count, Ctrl-C left to the parent."""
     import signal
 
-    global _QUEUE
-    _QUEUE = queue
+    global _QUEUE, _ACTIVE
+    _QUEUE, _ACTIVE = queue, active
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=logging.WARNING)
 
