@@ -131,8 +131,11 @@ def test_a_failing_cell_is_recorded_and_the_rerun_retries_it(tmp_path: Path, mon
     assert (first.done, first.failed) == (2, 2)
     assert "sanitizer exploded" in _rows(tmp_path)["digits/honest/lsb-zero-bits=16/seed0"]["error"]
     monkeypatch.setattr(defenses, "create_sanitizer", real)
+    ok_record = tmp_path / "cells/digits/honest/none/seed0/record.json"
+    before = ok_record.read_bytes()
     second = run_grid(grid, tmp_path)
     assert (second.done, second.failed, second.resumed) == (4, 0, 2)
+    assert ok_record.read_bytes() == before  # only the failed cells ran again
 
 
 def test_jobs_wait_for_the_models_they_build_on() -> None:

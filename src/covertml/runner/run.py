@@ -19,6 +19,7 @@ import queue as queue_mod
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +40,13 @@ log = logging.getLogger(__name__)
 def pending_jobs(grid: Grid, run_dir: Path, done: set[str]) -> list[Job]:
     """The jobs with cells still to run, plus the models they need that are missing."""
     jobs = plan_jobs(grid)
-    todo = [j for j in jobs if any(c.id not in done for c in j.cells)]
+    todo = [
+        replace(j, cells=tuple(c for c in j.cells if c.id not in done))  # only what is left
+        for j in jobs
+        if any(c.id not in done for c in j.cells)
+    ]
     needed = {d for j in todo for d in j.depends_on() if not model_ready(run_dir, d)}
-    return [j for j in jobs if j in todo or (j.id in needed and not j.cells)]
+    return [j for j in jobs if j.id in needed and not j.cells] + todo
 
 
 def run_grid(
