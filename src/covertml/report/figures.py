@@ -45,26 +45,24 @@ def _option(r: Record, name: str) -> float | None:
     return float(v) if isinstance(v, (int, float)) else None
 
 
-def _honest_acc(records: Sequence[Record], ds: str) -> float | None:
-    honest = [
+def released(records: Sequence[Record], ds: str, attack: str) -> list[Record]:
+    """The finished, unsanitized records of ``attack`` on dataset ``ds``."""
+    return [
         r
         for r in ok(records)
-        if r["cell"]["dataset"] == ds
-        and r["cell"]["attack"] == "honest"
-        and r["cell"]["sanitizer"] == "none"
+        if (r["cell"]["dataset"], r["cell"]["attack"], r["cell"]["sanitizer"])
+        == (ds, attack, "none")
     ]
+
+
+def _honest_acc(records: Sequence[Record], ds: str) -> float | None:
+    honest = released(records, ds, "honest")
     return mean(honest, acc)
 
 
 def accuracy_vs_bits(records: Sequence[Record], ds: str, path: Path) -> Path | None:
     """Test accuracy of the LSB models against b, the honest accuracy as a line."""
-    mine = [
-        r
-        for r in ok(records)
-        if r["cell"]["dataset"] == ds
-        and r["cell"]["attack"] == "lsb"
-        and r["cell"]["sanitizer"] == "none"
-    ]
+    mine = released(records, ds, "lsb")
     points = sorted(
         (b, mean(rs, acc))
         for (b,), rs in group(mine, lambda r: (_option(r, "bits") or 16.0,)).items()
@@ -93,13 +91,7 @@ def accuracy_vs_bits(records: Sequence[Record], ds: str, path: Path) -> Path | N
 
 def accuracy_vs_ratio(records: Sequence[Record], ds: str, path: Path) -> Path | None:
     """Test accuracy and synthetic labels learned against m/n (capacity abuse)."""
-    mine = [
-        r
-        for r in ok(records)
-        if r["cell"]["dataset"] == ds
-        and r["cell"]["attack"] == "capacity"
-        and r["cell"]["sanitizer"] == "none"
-    ]
+    mine = released(records, ds, "capacity")
     groups = group(mine, lambda r: (setting(r),))
     points = sorted(
         (

@@ -76,8 +76,8 @@ def plan_jobs(grid: Grid) -> list[Job]:
 
     groups: dict[tuple[str, str, int], list[Cell]] = {}
     for cell in grid.cells():
-        groups.setdefault((cell.dataset, _label(cell.attack, cell.attack_options), cell.seed), [])
-        groups[(cell.dataset, _label(cell.attack, cell.attack_options), cell.seed)].append(cell)
+        key = (cell.dataset, _label(cell.attack, cell.attack_options), cell.seed)
+        groups.setdefault(key, []).append(cell)
     jobs: list[Job] = []
     for (ds, _, seed), cells in groups.items():
         first = cells[0]

@@ -7,7 +7,6 @@ among the workers.
 
 from __future__ import annotations
 
-import json
 import resource
 import time
 from dataclasses import asdict, dataclass
@@ -114,7 +113,7 @@ class RunState:
         )
 
     def on_event(self, event: dict[str, Any]) -> str:
-        """Books a worker's event (re-reading a finished cell's record); describes it."""
+        """Books a worker's event (a finished cell brings its record); describes it."""
         kind = event["event"]
         if kind == "job-start":
             self.running.update(event["cells"])
@@ -130,8 +129,7 @@ class RunState:
             cell_id = event["cell"]
             self.running.discard(cell_id)
             self.finished_now += 1
-            path = self.run_dir / "cells" / safe_path(cell_id) / "record.json"
-            self.records[cell_id] = json.loads(path.read_text(encoding="utf-8"))
+            self.records[cell_id] = event["record"]  # as the worker just wrote it
             if event["status"] != "ok":
                 self.failed += 1
             if event.get("seconds") is not None:

@@ -33,6 +33,13 @@ CSV_COLUMNS = (
 )  # fmt: skip
 
 
+#: Columns copied as they are from a record's ``recovery``.
+RECOVERY_COLUMNS = (
+    "mape", "ssim", "psnr", "bit_error_rate", "exact_symbols", "word_precision", "word_recall",
+    "queries",
+)  # fmt: skip
+
+
 def record_path(run_dir: Path, cell_id: str) -> Path:
     """Where cell ``cell_id``'s record lives."""
     return run_dir / "cells" / safe_path(cell_id) / "record.json"
@@ -103,10 +110,8 @@ def flat_row(record: dict[str, Any], records: dict[str, dict[str, Any]]) -> dict
         "seconds": record.get("seconds"),
         "error": record.get("error") or rec.get("why"),
     }
-    for k in ("mape", "ssim", "psnr", "bit_error_rate", "exact_symbols", "word_precision"):
+    for k in RECOVERY_COLUMNS:
         row[k] = rec.get(k)
-    row["word_recall"] = rec.get("word_recall")
-    row["queries"] = rec.get("queries")
     return row
 
 

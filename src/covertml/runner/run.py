@@ -29,9 +29,9 @@ from covertml import __version__
 from covertml.errors import ConfigError
 from covertml.paths import atomic_write_text
 from covertml.runner.config import Grid
-from covertml.runner.jobs import Job, plan_jobs, safe_path
+from covertml.runner.jobs import Job, plan_jobs
 from covertml.runner.progress import Progress, RunState, RunSummary, model_ready, peak_rss_mb
-from covertml.runner.records import load_records, write_tables
+from covertml.runner.records import load_records, record_path, write_tables
 from covertml.runner.worker import pool_init, pool_run_job, run_job
 
 log = logging.getLogger(__name__)
@@ -183,8 +183,7 @@ def _fail_cells(
     from covertml.runner.worker import _finish
 
     for cell in job.cells:
-        path = run_dir / "cells" / safe_path(cell.id) / "record.json"
-        if not path.is_file():
+        if not record_path(run_dir, cell.id).is_file():
             _finish(run_dir, cell, {"status": "failed", "error": f"worker died: {exc}"[:300]}, emit)
 
 

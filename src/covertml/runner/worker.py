@@ -35,6 +35,7 @@ from covertml.models.registry import model_spec
 from covertml.runner.config import TRAIN_KEYS, Cell
 from covertml.runner.evaluate import evaluate_cell, write_json
 from covertml.runner.jobs import Job, safe_path
+from covertml.runner.records import record_path
 from covertml.training import Trainer, recipe, seed_everything
 from covertml.training.pipeline import attack_summary
 from covertml.training.trainer import TrainResult
@@ -207,13 +208,14 @@ def _finish(root: Path, cell: Cell, result: dict[str, Any], emit: Callable[[Even
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "pid": os.getpid(),
     }
-    write_json(root / "cells" / safe_path(cell.id) / "record.json", record)
+    write_json(record_path(root, cell.id), record)
     emit(
         {
             "event": "cell",
             "cell": cell.id,
             "status": result["status"],
             "seconds": result.get("seconds"),
+            "record": record,
         }
     )
 
