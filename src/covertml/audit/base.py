@@ -2,18 +2,24 @@
 
 Each detector reads a :class:`ScanContext` -- the model's tensors, and whichever of a
 reference model, the owner's data and a label oracle the caller has -- and returns a
-:class:`DetectorReport`: a model-level score against a threshold, per-layer
-:class:`Finding` objects with their evidence, and a note saying what the score can and
-cannot tell. Detectors register by name, like attacks and sanitizers.
+:class:`DetectorReport`. Every verdict is a statistical test: each :class:`Finding` carries
+its statistic, the null the detector built itself to judge it (shuffled weights, the owner's
+held-out items, a reference model), and a p-value under that null that already accounts for
+the hypotheses the detector tried inside that finding (offsets, layouts, bit orders). The
+findings are then corrected together (Holm) so that a model is flagged at a stated
+family-wise false-positive rate ``alpha``. Detectors register by name, like attacks and
+sanitizers.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -22,25 +28,35 @@ from covertml.data.base import Dataset
 from covertml.models.files import ModelInfo
 from covertml.registry import Registry
 
+DEFAULT_ALPHA = 1e-3
+
 
 @dataclass(frozen=True)
 class Finding:
-    """One detector's result on one layer (``layer`` is ``None`` for whole-model tests).
+    """One test of one detector on one layer (``layer`` is ``None`` for whole-model tests).
 
     Attributes:
         detector: Detector name.
-        layer: Tensor name, or ``None``.
-        score: The detector's statistic (higher = more suspicious).
-        threshold: Score above which the layer is flagged.
-        flagged: ``score > threshold``.
-        evidence: The statistics behind the score.
+        layer: Tensor name (or a window of the carrier stream), or ``None``.
+        score: The test statistic (higher = more suspicious).
+        p_value: Probability of a statistic at least this extreme under ``null``, already
+            corrected for the ``tests`` hypotheses tried inside this finding.
+        null: What the statistic was compared with.
+        tests: Hypotheses that ``p_value`` accounts for.
+        p_adjusted: ``p_value`` after the family-wise (Holm) correction over every finding
+            of the report or scan (``None`` until corrected).
+        flagged: ``p_adjusted <= alpha``.
+        evidence: The statistics behind the test (what matched, where, how well).
     """
 
     detector: str
     layer: str | None
     score: float
-    threshold: float
-    flagged: bool
+    p_value: float
+    null: str = ""
+    tests: int = 1
+    p_adjusted: float | None = None
+    flagged: bool = False
     evidence: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -54,16 +70,18 @@ class DetectorReport:
 
     Attributes:
         detector: Detector name.
-        score: Model-level score (the largest layer score, for per-layer detectors).
-        threshold: Flagging threshold.
-        flagged: Whether the model is flagged.
-        findings: Per-layer (or whole-model) findings, most suspicious first.
-        note: What the score means and what it cannot show.
+        score: Statistic of the most significant finding.
+        p_value: Smallest family-wise adjusted p-value of the findings (1.0 when none).
+        alpha: Family-wise false-positive rate the findings were flagged at.
+        flagged: Whether any finding is flagged.
+        findings: Findings, most significant first.
+        note: What the test means and what it cannot show.
     """
 
     detector: str
     score: float
-    threshold: float
+    p_value: float
+    alpha: float
     flagged: bool
     findings: tuple[Finding, ...] = ()
     note: str = ""
@@ -73,6 +91,56 @@ class DetectorReport:
         d = dataclasses.asdict(self)
         d["findings"] = [f.to_dict() for f in self.findings]
         return d
+
+
+def holm(p_values: Sequence[float]) -> np.ndarray:
+    """Holm's step-down adjusted p-values (family-wise error control, any dependence).
+
+    Example:
+        >>> holm([0.01, 0.04, 0.03]).round(3).tolist()
+        [0.03, 0.06, 0.06]
+    """
+    p = np.clip(np.asarray(p_values, dtype=np.float64), 0.0, 1.0)
+    m = p.size
+    if m == 0:
+        return p
+    order = np.argsort(p, kind="stable")
+    stepped = np.maximum.accumulate((m - np.arange(m)) * p[order])
+    out = np.empty(m)
+    out[order] = np.minimum(stepped, 1.0)
+    return out
+
+
+def correct(reports: Sequence[DetectorReport], *, alpha: float) -> tuple[DetectorReport, ...]:
+    """``reports`` with every finding Holm-corrected together and flagged at ``alpha``.
+
+    Example:
+        >>> f = [Finding("d", "a", 1.0, 1e-6), Finding("d", "b", 0.1, 0.2)]
+        >>> (r,) = correct([DetectorReport("d", 0, 1, 0, False, tuple(f))], alpha=1e-3)
+        >>> r.flagged, [g.flagged for g in r.findings], r.findings[1].p_adjusted
+        (True, [True, False], 0.2)
+    """
+    flat = [f for r in reports for f in r.findings]
+    adjusted = iter(holm([f.p_value for f in flat]).tolist())
+    out = []
+    for r in reports:
+        done = [
+            dataclasses.replace(f, p_adjusted=(a := next(adjusted)), flagged=a <= alpha)
+            for f in r.findings
+        ]
+        done.sort(key=lambda f: (f.p_adjusted, -f.score))
+        best = done[0] if done else None
+        out.append(
+            dataclasses.replace(
+                r,
+                score=best.score if best else 0.0,
+                p_value=float(best.p_adjusted or 1.0) if best else 1.0,
+                alpha=alpha,
+                flagged=any(f.flagged for f in done),
+                findings=tuple(done),
+            )
+        )
+    return tuple(out)
 
 
 @dataclass(frozen=True, eq=False)
@@ -101,12 +169,12 @@ class ScanContext:
 
 
 def report_from_findings(
-    name: str, findings: list[Finding], *, threshold: float, note: str
+    name: str, findings: list[Finding], *, alpha: float, note: str
 ) -> DetectorReport:
-    """A report whose score is the largest finding score."""
-    ordered = tuple(sorted(findings, key=lambda f: -f.score))
-    score = ordered[0].score if ordered else 0.0
-    return DetectorReport(name, score, threshold, score > threshold, ordered, note)
+    """A report of ``findings``, Holm-corrected among themselves and flagged at ``alpha``."""
+    empty = DetectorReport(name, 0.0, 1.0, alpha, False, tuple(findings), note)
+    (report,) = correct([empty], alpha=alpha)
+    return report
 
 
 class Detector(ABC):
@@ -120,8 +188,8 @@ class Detector(ABC):
         return None
 
     @abstractmethod
-    def run(self, ctx: ScanContext) -> DetectorReport:
-        """Examines the model in ``ctx``."""
+    def run(self, ctx: ScanContext, *, alpha: float = DEFAULT_ALPHA) -> DetectorReport:
+        """Tests the model in ``ctx``; findings are flagged at family-wise rate ``alpha``."""
 
     def options(self) -> dict[str, Any]:
         """The detector's options, for records."""
