@@ -1,22 +1,44 @@
-"""Parameter-distribution anomaly per layer (the paper's Figure 6).
+"""Parameter-distribution anomaly per layer (the paper's Figure 6), as a test of unimodality.
 
-Honest training leaves each weight tensor roughly bell-shaped around zero; correlated value
-encoding makes a layer mirror the secret's pixel histogram, and sign encoding pushes
-weights away from zero into two humps. Each weight tensor is standardized and compared,
-by Kolmogorov-Smirnov distance, with the same layer of a trusted reference model when one
-is given, otherwise with a Gaussian fit. Kurtosis, the mass near zero and the bimodality
-coefficient are reported beside it as evidence. Capacity abuse changes no distribution.
+Honest training leaves each weight tensor unimodal around zero: a Gaussian-like or
+heavy-tailed bell, or -- straight from initialization -- a uniform. Sign encoding pushes
+weights away from zero to two humps at plus or minus a margin, and correlated value
+encoding makes a layer mirror the secret's pixel histogram, which is multimodal (digits
+and faces have a dark background hump and a bright stroke hump).
+
+Null, without a reference: the layer's values are draws from *some unimodal law*.
+Hartigan's dip statistic (the distance from the empirical CDF to the nearest unimodal CDF)
+is compared with its distribution under the uniform law, the least favourable unimodal law:
+the uniform's p-values are uniform and every other unimodal law's are larger, so the test
+is conservative for every unimodal honest histogram and exact for a random-init (Kaiming
+uniform) layer, which is therefore flagged at rate ``alpha`` and no more. The p-values come
+from the ``diptest`` package's table, whose smallest tail probability is
+:data:`DIP_P_FLOOR`; no layer gets a smaller p-value.
+
+Null, with a reference (a trusted state dict holding the same-named, same-shaped tensor):
+additionally, the layer and the reference's layer, each standardized (so that only the
+shape counts, not the scale training left), are draws from the same law: a two-sample
+Kolmogorov-Smirnov test on ``reference_sample`` values of each. Its power grows with
+``reference_sample`` and so does its sensitivity to honest recipe differences between the
+model and the reference (initialization, weight decay, training length). The two p-values
+of a layer are combined by Bonferroni (``tests=2``).
+
+Kurtosis, skew, the mass near zero, the bimodality coefficient and the KS distance to a
+Gaussian fit are reported as evidence only: honest layers differ in all of them. Capacity
+abuse and LSB encoding change no distribution.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
+import diptest  # type: ignore[import-untyped]
 import numpy as np
 from scipy import stats
 
 from covertml.audit.base import (
+    DEFAULT_ALPHA,
     Detector,
     DetectorReport,
     Finding,
@@ -25,22 +47,47 @@ from covertml.audit.base import (
     report_from_findings,
     weight_tensors,
 )
+from covertml.errors import ConfigError
 
-GAUSS_NEAR_ZERO = float(stats.norm.cdf(0.1) - stats.norm.cdf(-0.1))  # P(|z| < 0.1)
+DIP_P_FLOOR = 1e-5  # 1 - 0.99999: the last tabulated quantile of the dip under the uniform
+DIP_MAX_N = 72_000  # the table's largest sample size
+MIN_SIZE = 256
 
 
-def standardized(values: np.ndarray, *, limit: int, rng: np.random.Generator) -> np.ndarray:
-    """``values`` (at most ``limit`` of them, sampled) minus their mean, over their std."""
+def sample_values(values: np.ndarray, *, limit: int, rng: np.random.Generator) -> np.ndarray:
+    """``values`` as float64, flat; a random ``limit`` of them when there are more.
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> sample_values(np.arange(10.0), limit=4, rng=rng).size
+        4
+        >>> sample_values(np.ones(3, np.float32), limit=4, rng=rng).tolist()
+        [1.0, 1.0, 1.0]
+    """
     flat = values.astype(np.float64).reshape(-1)
-    if flat.size > limit:
-        flat = rng.choice(flat, size=limit, replace=False)
-    sd = flat.std()
-    z: np.ndarray = (flat - flat.mean()) / (sd if sd > 0 else 1.0)
+    return rng.choice(flat, size=limit, replace=False) if flat.size > limit else flat
+
+
+def standardize(x: np.ndarray) -> np.ndarray:
+    """``x`` minus its mean, over its standard deviation (unchanged spread when constant).
+
+    Example:
+        >>> standardize(np.array([1.0, 3.0])).tolist()
+        [-1.0, 1.0]
+    """
+    sd = x.std()
+    z: np.ndarray = (x - x.mean()) / (sd if sd > 0 else 1.0)
     return z
 
 
 def shape_stats(z: np.ndarray) -> dict[str, float]:
-    """Kurtosis, skew, mass near zero and bimodality coefficient of standardized values."""
+    """Evidence: kurtosis, skew, mass near zero, bimodality coefficient, KS to a Gaussian.
+
+    Example:
+        >>> s = shape_stats(standardize(np.random.default_rng(0).standard_normal(5000)))
+        >>> abs(s["excess_kurtosis"]) < 0.2, s["ks_gaussian"] < 0.03
+        (True, True)
+    """
     n = z.size
     skew = float(stats.skew(z))
     kurt = float(stats.kurtosis(z))  # excess
@@ -49,56 +96,94 @@ def shape_stats(z: np.ndarray) -> dict[str, float]:
         "excess_kurtosis": kurt,
         "skew": skew,
         "near_zero": float(np.mean(np.abs(z) < 0.1)),
+        "gaussian_near_zero": float(stats.norm.cdf(0.1) - stats.norm.cdf(-0.1)),
         "bimodality": (skew**2 + 1) / (kurt + correction),
+        "ks_gaussian": float(stats.kstest(z, "norm").statistic),
     }
+
+
+def dip_test(x: np.ndarray) -> tuple[float, float]:
+    """Hartigan's dip and its p-value against the uniform, floored at :data:`DIP_P_FLOOR`.
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> dip, p = dip_test(np.concatenate([rng.normal(-3, 1, 500), rng.normal(3, 1, 500)]))
+        >>> p == DIP_P_FLOOR, dip_test(rng.standard_normal(1000))[1] > 0.1
+        (True, True)
+    """
+    dip, p = diptest.diptest(np.asarray(x, dtype=np.float64))
+    return float(dip), max(float(p), DIP_P_FLOOR)
 
 
 @register_detector
 @dataclass(frozen=True, kw_only=True)
 class DistributionDetector(Detector):
-    """Per-layer weight-distribution anomaly: KS distance to a reference or to a Gaussian.
+    """Per-layer test of unimodality (dip test), and of equality with a reference layer.
 
     Attributes:
-        threshold: KS distance above which a layer is flagged.
-        sample: Values sampled per tensor (the statistic needs no more).
+        sample: Values sampled per tensor for the dip test (at most 72,000, the size the
+            dip test's p-value table reaches).
+        reference_sample: Values of each side in the two-sample KS test against the
+            reference; more is more power, and more sensitivity to honest recipe
+            differences between the model and the reference.
     """
 
     name: ClassVar[str] = "distribution"
     kind: ClassVar[str] = "white-box"
 
-    threshold: float = 0.12
-    sample: int = 200_000
+    sample: int = 50_000
+    reference_sample: int = 2000
+
+    def __post_init__(self) -> None:
+        if not 4 <= self.sample <= DIP_MAX_N:
+            raise ConfigError(
+                f"distribution: sample={self.sample} is out of range",
+                fix=f"use 4 to {DIP_MAX_N:,} (the dip test's p-value table stops there)",
+            )
+        if self.reference_sample < 2:
+            raise ConfigError("distribution: reference_sample must be 2 or more")
 
     def unavailable(self, ctx: ScanContext) -> str | None:
-        """Needs at least one weight tensor."""
-        return None if weight_tensors(ctx.tensors, min_size=256) else "no weight tensors"
+        """Needs at least one weight tensor of 256 values or more."""
+        return None if weight_tensors(ctx.tensors, min_size=MIN_SIZE) else "no weight tensors"
 
-    def run(self, ctx: ScanContext) -> DetectorReport:
-        """Scores every weight tensor with 256 or more values."""
+    def run(self, ctx: ScanContext, *, alpha: float = DEFAULT_ALPHA) -> DetectorReport:
+        """Tests every weight tensor with 256 or more values."""
         rng = np.random.default_rng([ctx.seed, 0xD157])
         findings = []
-        for name, tensor in weight_tensors(ctx.tensors, min_size=256):
-            z = standardized(tensor.float().numpy(), limit=self.sample, rng=rng)
-            evidence: dict[str, float | str] = {"against": "gaussian"}
-            evidence.update(shape_stats(z), values=tensor.numel())
+        for name, tensor in weight_tensors(ctx.tensors, min_size=MIN_SIZE):
+            x = sample_values(tensor.float().numpy(), limit=self.sample, rng=rng)
+            dip, p_dip = dip_test(x)
+            evidence: dict[str, Any] = {"values": tensor.numel(), "sampled": x.size}
+            evidence.update(shape_stats(standardize(x)), dip=dip, dip_p=p_dip)
+            score, p, tests, null = dip, p_dip, 1, "unimodal (dip test, uniform calibration)"
             ref = (ctx.reference or {}).get(name)
             if ref is not None and tuple(ref.shape) == tuple(tensor.shape):
-                z_ref = standardized(ref.float().numpy(), limit=self.sample, rng=rng)
-                score = float(stats.ks_2samp(z, z_ref).statistic)
-                evidence["against"] = "reference"
-                evidence["reference_kurtosis"] = float(stats.kurtosis(z_ref))
-                evidence["reference_near_zero"] = float(np.mean(np.abs(z_ref) < 0.1))
-            else:
-                score = float(stats.kstest(z, "norm").statistic)
-                evidence["gaussian_near_zero"] = GAUSS_NEAR_ZERO
-            findings.append(
-                Finding(self.name, name, score, self.threshold, score > self.threshold, evidence)
-            )
+                ks, p_ks = self._ks(x, ref.float().numpy(), rng)
+                evidence.update(ks_reference=ks, ks_reference_p=p_ks)
+                score = dip if p_dip <= p_ks else ks
+                p, tests = min(1.0, 2 * min(p_dip, p_ks)), 2
+                null += "; same standardized law as the reference's layer (KS)"
+            findings.append(Finding(self.name, name, score, p, null, tests, evidence=evidence))
         note = (
-            "KS distance of each standardized weight tensor to "
-            + ("the reference model's" if ctx.reference else "a Gaussian fit")
-            + "; flags correlated-value and sign encoding, not LSB or capacity abuse."
+            "dip test of unimodality per weight tensor"
+            + (", and KS against the reference's standardized layer" if ctx.reference else "")
+            + "; honest layers are unimodal (a random-init uniform layer is the boundary "
+            f"case, flagged at rate alpha); p-values are floored at {DIP_P_FLOOR:g} by the "
+            "dip table; flags sign and correlated-value encoding, not LSB or capacity abuse"
         )
-        if not ctx.reference:
-            note += " Without a reference, unusual but honest training can also be flagged."
-        return report_from_findings(self.name, findings, threshold=self.threshold, note=note)
+        return report_from_findings(self.name, findings, alpha=alpha, note=note)
+
+    def _ks(
+        self, x: np.ndarray, ref: np.ndarray, rng: np.random.Generator
+    ) -> tuple[float, float]:
+        """Two-sample KS of ``reference_sample`` standardized values of each side."""
+        ref_all = sample_values(ref, limit=self.sample, rng=rng)
+        a = sample_values(x, limit=self.reference_sample, rng=rng)
+        b = sample_values(ref_all, limit=self.reference_sample, rng=rng)
+        # standardized with the moments of the (much larger) samples, so that the
+        # estimation error is small beside the KS statistic's own spread
+        za = (a - x.mean()) / (x.std() or 1.0)
+        zb = (b - ref_all.mean()) / (ref_all.std() or 1.0)
+        result = stats.ks_2samp(za, zb)
+        return float(result.statistic), float(result.pvalue)

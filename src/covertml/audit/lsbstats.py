@@ -1,21 +1,38 @@
-"""Low-bit statistics: are the low mantissa bits as random as trained floats' are?
+"""Low-bit statistics: do the low bits of the weights run in patterns along the file?
 
-The low mantissa bits of float32 weights that came out of training are indistinguishable
-from coin flips -- and so is an encrypted or compressed LSB payload. This detector can
-therefore only catch payloads that leave structure (plain, uncompressed data; a run of
-constant bits), and it also fires on honest models stored at reduced precision, whose low
-bits are zero. A clean result is not evidence of absence: ``lsb-randomize`` is the defence.
+Null: along the storage order of a float32 tensor, the low mantissa bits of honest weights
+are *exchangeable* -- each bit plane's sequence is as likely as any rearrangement of it.
+That holds whatever the planes' balance: honest low planes can be far from half ones (a
+model once stored at reduced precision has zero low bits, a ``torch.rand``-based init leaves
+bit 0 at zero, pruned weights are zero), so imbalance is reported as evidence only. The
+statistic is, per low bit plane, the number of adjacent values whose bits agree; under
+random rearrangement of the plane its distribution given the number of ones is the
+Wald-Wolfowitz runs distribution, computed exactly here (two-sided), and the planes of a
+tensor are Bonferroni-corrected together (``tests=planes``). Exact zeros (pruned weights)
+are dropped before counting.
+
+A plain payload written sequentially into the low bits -- raw pixel bytes, text -- has
+strong serial structure and is found. An encrypted or compressed payload (what ``lsb``
+writes) does not: its low bits are as exchangeable as honest ones, so no finding here is
+*not* a clean bill; sanitize with ``lsb-randomize``. The null also fails, honestly flagging,
+for a tensor whose low-bit law changes along the stream, such as a contiguous block of
+weights left untouched at a ``torch.rand``-based init beside trained ones.
+
+Tensors larger than ``sample`` are read as contiguous runs (serial structure needs
+neighbours), the first run always included, since payloads are written from the start.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
-from scipy import stats
+import torch
+from scipy import special, stats
 
 from covertml.audit.base import (
+    DEFAULT_ALPHA,
     Detector,
     DetectorReport,
     Finding,
@@ -23,70 +40,189 @@ from covertml.audit.base import (
     register_detector,
     report_from_findings,
 )
+from covertml.errors import ConfigError
+
+MIN_SIZE = 4096
 
 
-def bit_balance(words: np.ndarray, planes: int) -> np.ndarray:
-    """Fraction of ones in each of the low ``planes`` bit planes of ``uint32`` words.
+def bit_planes(words: np.ndarray, planes: int) -> np.ndarray:
+    """The low ``planes`` bit planes of ``uint32`` words, as a ``planes x n`` 0/1 array.
 
     Example:
-        >>> bit_balance(np.array([1, 3], np.uint32), 3).tolist()
-        [1.0, 0.5, 0.0]
+        >>> bit_planes(np.array([1, 3], np.uint32), 3).tolist()
+        [[1, 1], [0, 1], [0, 0]]
     """
-    shifts = np.arange(planes, dtype=np.uint32)
-    return np.array([((words >> s) & 1).mean() for s in shifts])
+    shifts = np.arange(planes, dtype=np.uint32)[:, None]
+    return ((words[None, :] >> shifts) & np.uint32(1)).astype(np.uint8)
+
+
+def adjacent_agreements(bits: np.ndarray) -> np.ndarray:
+    """Per row of a 0/1 array, how many neighbours along the row are equal.
+
+    Example:
+        >>> adjacent_agreements(np.array([[0, 0, 1, 1], [0, 1, 0, 1]])).tolist()
+        [2, 0]
+    """
+    return np.asarray((bits[:, 1:] == bits[:, :-1]).sum(axis=1), dtype=np.int64)
+
+
+def agreement_moments(n: int, ones: int) -> tuple[float, float]:
+    """Mean and variance of the adjacent agreements of a random arrangement of ``ones`` ones.
+
+    With ``k = ones`` and ``m = n - ones``, the runs count ``R = n - agreements`` has
+    ``E[R] = 1 + 2km/n`` and ``Var[R] = 2km(2km - n) / (n^2 (n - 1))`` (Wald-Wolfowitz).
+
+    Example:
+        >>> agreement_moments(4, 2)  # 6 arrangements: 2, 0, 1, 1, 0, 2 agreements
+        (1.0, 0.6666666666666666)
+    """
+    km = ones * (n - ones)
+    mean = n - 1 - 2 * km / n
+    var = 2 * km * (2 * km - n) / (n * n * (n - 1)) if n > 1 else 0.0
+    return float(mean), float(var)
+
+
+def _log_runs_pmf(n: int, ones: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every possible runs count of a random arrangement, and its log probability."""
+    k, m = ones, n - ones
+    j = np.arange(1, min(k, m) + 2, dtype=np.float64)  # runs of ones / zeros
+
+    def lc(a: float | np.ndarray, b: np.ndarray) -> np.ndarray:  # log C(a, b), -inf if 0
+        a = np.broadcast_to(np.asarray(a, dtype=np.float64), b.shape)
+        ok = (b >= 0) & (b <= a)
+        out = np.full(b.shape, -np.inf)
+        out[ok] = special.gammaln(a[ok] + 1) - special.gammaln(b[ok] + 1)
+        out[ok] -= special.gammaln(a[ok] - b[ok] + 1)
+        return out
+
+    total = lc(float(n), np.array([float(k)]))[0]
+    even = np.log(2.0) + lc(k - 1, j - 1) + lc(m - 1, j - 1) - total  # R = 2j
+    odd = np.logaddexp(lc(k - 1, j - 1) + lc(m - 1, j), lc(k - 1, j) + lc(m - 1, j - 1))
+    runs = np.concatenate([2 * j, 2 * j + 1])
+    logp = np.concatenate([even, odd - total])
+    keep = np.isfinite(logp)
+    return runs[keep], logp[keep]
+
+
+def runs_p_value(n: int, ones: int, agreements: int) -> float:
+    """Exact two-sided p-value of ``agreements`` under random arrangement of the bits.
+
+    A constant plane (no ones, or all ones) carries no serial information: ``1.0``.
+
+    Example:
+        >>> round(70 * runs_p_value(8, 4, 6), 9)  # 00001111: 2 runs, as 2 of 70 arrangements
+        4.0
+        >>> runs_p_value(1000, 0, 999)
+        1.0
+    """
+    if ones in (0, n):
+        return 1.0
+    runs, logp = _log_runs_pmf(n, ones)
+    r = n - agreements
+    low = special.logsumexp(logp[runs <= r])
+    high = special.logsumexp(logp[runs >= r])
+    return float(min(1.0, 2 * np.exp(min(low, high))))
+
+
+def contiguous_sample(
+    words: np.ndarray, *, limit: int, run: int, rng: np.random.Generator
+) -> np.ndarray:
+    """``words`` when ``limit`` or fewer; else ``limit // run`` runs of ``run`` in order.
+
+    The first run is always one of them.
+
+    Example:
+        >>> s = contiguous_sample(np.arange(100), limit=30, run=10, rng=np.random.default_rng(0))
+        >>> s.size, s[:10].tolist() == list(range(10)), bool((np.diff(s) > 0).all())
+        (30, True, True)
+    """
+    if words.size <= limit:
+        return words
+    windows = words.size // run
+    picks = 1 + rng.choice(windows - 1, size=min(windows, limit // run) - 1, replace=False)
+    starts = np.sort(np.concatenate([[0], picks])) * run
+    return words[(starts[:, None] + np.arange(run)).reshape(-1)]
 
 
 @register_detector
 @dataclass(frozen=True, kw_only=True)
 class LSBStats(Detector):
-    """Low-bit statistics: imbalance of the low bit planes (structured LSB payloads only).
+    """Serial structure of the low bit planes (finds plain, unencrypted LSB payloads).
 
     Attributes:
-        planes: Low bit planes examined.
-        threshold: Largest |fraction of ones - 0.5| x 2 tolerated in a plane.
-        sample: Values sampled per tensor.
+        planes: Low bit planes tested (of 32; Bonferroni over them).
+        sample: Values read per tensor at most.
+        run_length: Length of the contiguous runs read when a tensor has more than
+            ``sample`` values.
     """
 
     name: ClassVar[str] = "lsb-stats"
     kind: ClassVar[str] = "white-box"
 
     planes: int = 16
-    threshold: float = 0.1
     sample: int = 1_000_000
+    run_length: int = 4096
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.planes <= 32:
+            raise ConfigError(f"lsb-stats: planes={self.planes} is out of range", fix="use 1-32")
+        if not 2 <= self.run_length <= self.sample:
+            raise ConfigError("lsb-stats: need 2 <= run_length <= sample")
 
     def unavailable(self, ctx: ScanContext) -> str | None:
         """Needs float32 tensors of 4,096 values or more."""
-        ok = any(v.dtype.is_floating_point and v.numel() >= 4096 for v in ctx.tensors.values())
-        return None if ok else "no float32 tensor large enough for bit statistics"
+        ok = any(_eligible(v) for v in ctx.tensors.values())
+        return None if ok else "no float32 tensor of 4,096 values or more"
 
-    def run(self, ctx: ScanContext) -> DetectorReport:
-        """Scores every float32 tensor of 4,096 values or more."""
+    def _test(self, name: str, words: np.ndarray, rng: np.random.Generator) -> Finding | None:
+        """The finding on one tensor's little-endian ``uint32`` words (``None``: too few)."""
+        nonzero = words[(words & np.uint32(0x7FFFFFFF)) != 0]
+        if nonzero.size < MIN_SIZE:
+            return None
+        w = contiguous_sample(nonzero, limit=self.sample, run=self.run_length, rng=rng)
+        bits = bit_planes(w, self.planes)
+        ones = bits.sum(axis=1, dtype=np.int64)
+        agree = adjacent_agreements(bits)
+        n = int(w.size)
+        p_planes = [runs_p_value(n, int(k), int(a)) for k, a in zip(ones, agree, strict=True)]
+        z = []
+        for k, a in zip(ones, agree, strict=True):
+            mean, var = agreement_moments(n, int(k))
+            z.append((a - mean) / np.sqrt(var) if var > 0 else 0.0)
+        worst = int(np.argmin(p_planes))
+        low_byte = np.bincount((w & np.uint32(0xFF)).astype(np.int64), minlength=256)
+        evidence: dict[str, Any] = {
+            "worst_plane": worst,
+            "agreement_z": [round(float(v), 3) for v in z],
+            "ones_share": [round(float(v), 4) for v in ones / n],
+            "low_byte_chi2_p": float(stats.chisquare(low_byte).pvalue),
+            "zeros_dropped": int(words.size - nonzero.size),
+            "values": n,
+        }
+        p = min(1.0, self.planes * p_planes[worst])
+        null = "low bits exchangeable along the stream (exact runs test per plane)"
+        return Finding(self.name, name, abs(z[worst]), p, null, self.planes, evidence=evidence)
+
+    def run(self, ctx: ScanContext, *, alpha: float = DEFAULT_ALPHA) -> DetectorReport:
+        """Tests every float32 tensor of 4,096 values or more."""
         rng = np.random.default_rng([ctx.seed, 0x15B5])
         findings = []
         for name, tensor in ctx.tensors.items():
-            if str(tensor.dtype) != "torch.float32" or tensor.numel() < 4096:
+            if not _eligible(tensor):
                 continue
-            words = tensor.numpy().astype("<f4").view("<u4").reshape(-1)
-            if words.size > self.sample:
-                words = rng.choice(words, size=self.sample, replace=False)
-            balance = bit_balance(words, self.planes)
-            score = float(np.abs(balance - 0.5).max() * 2)
-            low_byte = np.bincount((words & 0xFF).astype(np.int64), minlength=256)
-            chi = stats.chisquare(low_byte)
-            evidence = {
-                "worst_plane": int(np.abs(balance - 0.5).argmax()),
-                "ones_in_worst_plane": float(balance[np.abs(balance - 0.5).argmax()]),
-                "low_byte_chi2_p": float(chi.pvalue),
-                "zero_low_bytes": float(low_byte[0] / words.size),
-                "values": int(words.size),
-            }
-            findings.append(
-                Finding(self.name, name, score, self.threshold, score > self.threshold, evidence)
-            )
+            words = tensor.detach().cpu().numpy().astype("<f4").view("<u4").reshape(-1)
+            found = self._test(name, words, rng)
+            if found is not None:
+                findings.append(found)
         note = (
-            "low bits that look random are what honest float32 training leaves and what an "
-            "encrypted payload looks like, so no finding here is not a clean bill: "
-            "sanitize with lsb-randomize; a finding means structured low bits (a plain "
-            "payload, or a model once stored at reduced precision)"
+            "serial structure of the low bit planes along the file: finds plain payloads "
+            "written in order (raw pixels, text); an encrypted or compressed payload looks "
+            "like honest low bits, so no finding is not a clean bill: sanitize with "
+            "lsb-randomize; imbalanced low bits (reduced precision, pruning, init) are "
+            "evidence only"
         )
-        return report_from_findings(self.name, findings, threshold=self.threshold, note=note)
+        return report_from_findings(self.name, findings, alpha=alpha, note=note)
+
+
+def _eligible(tensor: torch.Tensor) -> bool:
+    return tensor.dtype == torch.float32 and tensor.numel() >= MIN_SIZE

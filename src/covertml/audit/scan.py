@@ -12,7 +12,14 @@ from typing import Any
 import torch
 
 from covertml.attacks.oracle import LabelOracle
-from covertml.audit.base import DETECTORS, DetectorReport, ScanContext, create_detector
+from covertml.audit.base import (
+    DEFAULT_ALPHA,
+    DETECTORS,
+    DetectorReport,
+    ScanContext,
+    correct,
+    create_detector,
+)
 from covertml.data.base import Dataset
 from covertml.errors import ConfigError, CovertMLError
 from covertml.models.files import load_model, read_info, read_tensors
@@ -29,7 +36,9 @@ class ScanReport:
     Attributes:
         model: What was scanned (a path or a description).
         verdict: ``"suspicious"`` when any detector flags the model, else ``"no findings"``.
-        reports: One report per detector that ran.
+        reports: One report per detector that ran, Holm-corrected together.
+        alpha: The family-wise false-positive rate: an honest model is flagged with
+            probability at most ``alpha`` (over every detector, tensor and hypothesis).
         skipped: Detectors that could not run, with the reason.
         seconds: Wall time of the scan.
     """
@@ -37,6 +46,7 @@ class ScanReport:
     model: str
     verdict: str
     reports: tuple[DetectorReport, ...]
+    alpha: float = DEFAULT_ALPHA
     skipped: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -63,6 +73,8 @@ class ScanReport:
             "model": self.model,
             "verdict": self.verdict,
             "flagged": self.flagged,
+            "alpha": self.alpha,
+            "tests": sum(f.tests for r in self.reports for f in r.findings),
             "detectors": [r.to_dict() for r in self.reports],
             "skipped": dict(self.skipped),
             "seconds": self.seconds,
@@ -75,9 +87,12 @@ def scan(
     detectors: Sequence[str] | None = None,
     options: dict[str, dict[str, Any]] | None = None,
     name: str = "model",
+    alpha: float = DEFAULT_ALPHA,
 ) -> ScanReport:
     """Runs ``detectors`` (default: every one that applies) on the model in ``ctx``.
 
+    Every finding of every detector is one test with its own p-value; they are corrected
+    together (Holm), so an honest model is flagged with probability at most ``alpha``.
     A detector asked for by name that cannot run is an error; one that is only part of
     the default set is skipped with its reason.
 
@@ -88,6 +103,8 @@ def scan(
         >>> r.reports[0].detector, r.verdict in ("suspicious", "no findings")
         ('distribution', True)
     """
+    if not 0 < alpha < 1:
+        raise ConfigError(f"alpha must be in (0, 1), got {alpha}", fix="use e.g. --alpha 1e-3")
     start = time.perf_counter()
     explicit = detectors is not None
     names = list(detectors) if detectors is not None else DETECTORS.names()
@@ -103,13 +120,15 @@ def scan(
             skipped[det_name] = reason
             continue
         t = time.perf_counter()
-        reports.append(detector.run(ctx))
+        reports.append(detector.run(ctx, alpha=alpha))
         log.info("%s: %.2f s", det_name, time.perf_counter() - t)
-    flagged = any(r.flagged for r in reports)
+    corrected = correct(reports, alpha=alpha)
+    flagged = any(r.flagged for r in corrected)
     return ScanReport(
         model=name,
         verdict="suspicious" if flagged else "no findings",
-        reports=tuple(reports),
+        reports=corrected,
+        alpha=alpha,
         skipped=skipped,
         seconds=time.perf_counter() - start,
     )

@@ -1,0 +1,257 @@
+"""Owner audits on images: do the weights' values, or their signs, spell the owner's images?
+
+The owner knows the training images; the attacker's layout is unknown. Every window of
+every carrier stream (:mod:`~covertml.audit.owner.streams`) is searched in every distinct
+representation (:mod:`~covertml.audit.owner.layouts`); for signs also in both bit orders
+(MSB- or LSB-first) at each of the 8 bit offsets, either polarity. The alignment in each
+window is chosen without labels, and the verdict is the exact train-vs-held-out test of
+:mod:`~covertml.audit.owner.matching`, Bonferroni-corrected for the representations and
+``k`` tried in the window (``tests``), then Holm-corrected over the windows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from covertml.audit.base import (
+    DEFAULT_ALPHA,
+    Detector,
+    DetectorReport,
+    Finding,
+    ScanContext,
+    register_detector,
+    report_from_findings,
+)
+from covertml.audit.owner.layouts import Layout, candidate_layouts, distinct_layouts, unit_rows
+from covertml.audit.owner.matching import (
+    ItemTest,
+    OrderTest,
+    best_phase,
+    components,
+    energy_by_offset,
+    item_test,
+    order_test,
+    pieces_at,
+)
+from covertml.audit.owner.streams import Window, windows
+from covertml.data.base import Dataset
+
+NULL = (
+    "the owner's held-out (test) items: training and held-out items are exchangeable unless "
+    "the weights encode training items (hypergeometric, exact)"
+)
+
+
+def owner_sample(
+    ds: Dataset, *, max_items: int, max_values: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the training and held-out items compared (equal numbers, when possible).
+
+    Half the training items are the first ones (what attacks take), half a seeded sample
+    of the rest; the held-out items are a seeded sample of the test split.
+
+    Example:
+        >>> from covertml.data import create_dataset
+        >>> tr, te = owner_sample(create_dataset("digits"), max_items=100, max_values=10**6, seed=0)
+        >>> len(tr), len(te), tr[:3].tolist()
+        (100, 100, [0, 1, 2])
+    """
+    n_train, n_test = len(ds.train), len(ds.test)
+    n = max(8, min(max_items, n_test, n_train, max_values))
+    rng = np.random.default_rng([seed, 0x0A11])
+    first = np.arange(min(n // 2, n_train))
+    rest = rng.choice(np.arange(first.size, n_train), min(n - first.size, n_train - first.size),
+                      replace=False)
+    test = np.sort(rng.choice(n_test, min(n, n_test), replace=False))
+    return np.concatenate([first, np.sort(rest)]).astype(np.int64), test.astype(np.int64)
+
+
+def sign_bytes(values: np.ndarray, *, offset: int, order: str) -> np.ndarray:
+    """Bytes spelled by the signs of ``values[offset:]`` (positive = 1), 8 signs a byte.
+
+    Example:
+        >>> v = np.array([1, -1, -1, -1, -1, -1, -1, -1.0])
+        >>> sign_bytes(v, offset=0, order="big").tolist(), sign_bytes(v, offset=0, order="little").tolist()
+        ([128.0], [1.0])
+    """
+    bits = (values[offset:] > 0).astype(np.uint8)
+    bits = bits[: bits.size - bits.size % 8]
+    out: np.ndarray = np.packbits(bits, bitorder=order).astype(np.float32)  # type: ignore[arg-type]
+    return out
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    result: ItemTest
+    order: OrderTest
+    layout: str
+    merged: list[str]
+    phase: int
+    alignment: float
+    bits: str | None
+
+    @property
+    def p_value(self) -> float:
+        """Bonferroni over the two tests (any order; dataset order)."""
+        return min(1.0, 2 * min(self.result.p_value, self.order.p_value))
+
+
+@dataclass(frozen=True, kw_only=True)
+class _ImageAudit(Detector):
+    """Shared options and search of the two image audits.
+
+    Attributes:
+        max_items: Owner items compared per side (training, held-out).
+        max_cells: Items x values held per representation (memory bound).
+        pieces: Item-sized pieces tested per window (at least; small items get as many as
+            fit in ``piece_values`` values).
+        piece_values: Values per window tested, for small items.
+        max_windows: Windows searched (stream starts first, then tensor starts).
+        components: Principal components used to align pieces with items.
+        ks: Sizes of the best-matching sets tested (Bonferroni over them).
+    """
+
+    kind: ClassVar[str] = "owner-audit"
+    by_signs: ClassVar[bool] = False
+
+    max_items: int = 2048
+    max_cells: int = 16_000_000
+    pieces: int = 64
+    piece_values: int = 2**16
+    max_windows: int = 48
+    components: int = 4
+    ks: tuple[int, ...] = (8, 32, 128, 512)
+
+    def unavailable(self, ctx: ScanContext) -> str | None:
+        """Needs the owner's image data with a held-out split."""
+        if ctx.dataset is None:
+            return "needs the owner's training data (--dataset)"
+        if ctx.dataset.modality != "image":
+            return "this audit is for image data; text has owner-correlation-text"
+        if len(ctx.dataset.test) < 8:
+            return "needs at least 8 held-out (test) items of the owner's data as its null"
+        return None
+
+    def _streams(self, window: Window) -> list[tuple[np.ndarray, str | None]]:
+        if not self.by_signs:
+            return [(window.values, None)]
+        return [
+            (sign_bytes(window.values, offset=b, order=order), f"{name}-first, bit offset {b}")
+            for order, name in (("big", "MSB"), ("little", "LSB"))
+            for b in range(8)
+        ]
+
+    def _search(
+        self, layout: Layout, train: np.ndarray, test: np.ndarray, window: Window, merged: list[str]
+    ) -> _Candidate | None:
+        p = layout.size
+        pooled = np.concatenate([train, test])
+        rng = np.random.default_rng(p)
+        sample = pooled[rng.choice(len(pooled), min(512, len(pooled)), replace=False)]
+        pcs = components(sample, self.components)
+        best: tuple[float, int, np.ndarray, str | None] | None = None
+        for values, bits in self._streams(window):
+            if values.size < 2 * p:
+                continue
+            phase, share = best_phase(energy_by_offset(values, pcs), p)
+            if best is None or share > best[0]:
+                best = (share, phase, values, bits)
+        if best is None:
+            return None
+        share, phase, values, bits = best
+        pieces = pieces_at(values, phase, p, max(self.pieces, self.piece_values // p))
+        if len(pieces) < 2:
+            return None
+        result = item_test(pieces, train, test, ks=self.ks)
+        order = order_test(pieces, train[: self._first])
+        return _Candidate(result, order, layout.name, merged, phase, share, bits)
+
+    def run(self, ctx: ScanContext, *, alpha: float = DEFAULT_ALPHA) -> DetectorReport:
+        """Searches every window in every representation; one finding per window."""
+        ds = ctx.dataset
+        assert ds is not None
+        images = np.asarray(ds.train.x)
+        p_max = 3 * images.shape[1] * images.shape[2]
+        train_ids, test_ids = owner_sample(
+            ds, max_items=self.max_items, max_values=self.max_cells // p_max, seed=ctx.seed
+        )
+        object.__setattr__(self, "_first", int(np.sum(train_ids == np.arange(train_ids.size))))
+        stats_ids = np.random.default_rng([ctx.seed, 7]).choice(
+            len(ds.train), min(2048, len(ds.train)), replace=False
+        )
+        stats_images = images[np.sort(stats_ids)]
+        layouts = [
+            (t, m)
+            for t, m in distinct_layouts(candidate_layouts(stats_images), stats_images[:64])
+            if t.byte_valued or not self.by_signs
+        ]
+        p_most = max(t.size for t, _ in layouts)
+        length = max(self.piece_values, (self.pieces + 1) * p_most) * (8 if self.by_signs else 1)
+        found = windows(ctx.tensors, model=ctx.model, length=length, max_windows=self.max_windows)
+        best: dict[int, _Candidate] = {}
+        tests_per_window = 2 * len(layouts) * (2 * len(self.ks) + 1)
+        for layout, merged in layouts:
+            train = unit_rows(layout.rows(images[train_ids]))
+            test = unit_rows(layout.rows(np.asarray(ds.test.x)[test_ids]))
+            for i, window in enumerate(found):
+                cand = self._search(layout, train, test, window, merged)
+                if cand is not None and (i not in best or cand.p_value < best[i].p_value):
+                    best[i] = cand
+        findings = [
+            self._finding(found[i], cand, train_ids, tests_per_window, len(layouts))
+            for i, cand in best.items()
+        ]
+        what = "signs (8 per byte)" if self.by_signs else "values"
+        note = (
+            f"item-sized pieces of each window's {what}, aligned without labels, matched with "
+            f"{len(train_ids)} training and {len(test_ids)} held-out items of the owner's data in "
+            f"{len(layouts)} representations; flagged when training items match far more often "
+            "than held-out ones could by chance"
+        )
+        return report_from_findings(self.name, findings, alpha=alpha, note=note)
+
+    def _finding(
+        self, window: Window, cand: _Candidate, train_ids: np.ndarray, tests: int, n_layouts: int
+    ) -> Finding:
+        r = cand.result
+        in_order = cand.order.p_value < r.p_value
+        evidence: dict[str, Any] = {
+            "test": "dataset order" if in_order else "training vs held-out items",
+            "representation": cand.layout,
+            "same_as": cand.merged,
+            "item_offset": cand.phase,
+            "alignment": round(cand.alignment, 4),
+            **r.evidence(train_ids),
+            **cand.order.evidence(),
+        }
+        if cand.bits is not None:
+            evidence["bits"] = cand.bits
+        return Finding(
+            self.name,
+            window.label,
+            score=cand.order.mean_abs_corr if in_order else r.train_in_top / r.k,
+            p_value=min(1.0, n_layouts * cand.p_value),
+            null=NULL,
+            tests=tests,
+            evidence=evidence,
+        )
+
+
+@register_detector
+@dataclass(frozen=True, kw_only=True)
+class OwnerCorrelation(_ImageAudit):
+    """Owner audit: weight values correlated with the owner's images (correlated value)."""
+
+    name: ClassVar[str] = "owner-correlation"
+
+
+@register_detector
+@dataclass(frozen=True, kw_only=True)
+class OwnerSign(_ImageAudit):
+    """Owner audit: weight signs spelling the owner's pixel bytes (sign encoding)."""
+
+    name: ClassVar[str] = "owner-sign"
+    by_signs: ClassVar[bool] = True

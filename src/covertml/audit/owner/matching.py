@@ -1,0 +1,248 @@
+"""The two stages of an owner audit: find where items would sit, then test who matches.
+
+1. **Alignment** (uses no labels). Within a window, an item-sized piece that starts where an
+   item starts looks like an image of the owner's data: most of its energy falls on the
+   leading principal components of the owner's items. The share of energy at every offset is
+   computed at once with FFT cross-correlations; the start (phase) whose pieces look most
+   like items is kept.
+2. **The test** (the null is the owner's held-out items). The pieces at that phase are
+   correlated with the owner's training items and with as many of the owner's *test* items,
+   which the model never trained on. Each item gets its best |correlation| with any piece.
+   If the weights encode nothing of the training set, training and test items are
+   exchangeable, and the number of training items among the ``k`` best-matching items is
+   hypergeometric -- an exact p-value, whatever the weights and the data look like. An
+   honest layer that resembles images of the task resembles test images just as much;
+   an encoding favours the very items it encodes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import signal, stats
+
+from covertml.audit.owner.layouts import unit_rows
+
+
+def components(rows: np.ndarray, k: int) -> np.ndarray:
+    """The ``k`` leading principal directions of centered unit ``rows`` (``k x P``).
+
+    Example:
+        >>> r = unit_rows(np.random.default_rng(0).normal(size=(30, 6)))
+        >>> pcs = components(r, 2)
+        >>> pcs.shape, bool(np.allclose(pcs @ pcs.T, np.eye(2), atol=1e-6))
+        ((2, 6), True)
+    """
+    _, _, vt = np.linalg.svd(rows.astype(np.float64), full_matrices=False)
+    out: np.ndarray = vt[: min(k, vt.shape[0])]
+    return out
+
+
+def energy_by_offset(values: np.ndarray, pcs: np.ndarray) -> np.ndarray:
+    """Share of each item-sized piece's centered energy on ``pcs``, at every start offset.
+
+    Example:
+        >>> pcs = np.array([[1.0, -1.0, 0.0, 0.0]]) / np.sqrt(2)
+        >>> energy_by_offset(np.array([0.0, 5.0, -5.0, 0.0, 0.0]), pcs).round(2).tolist()
+        [0.25, 1.0]
+    """
+    p = pcs.shape[1]
+    v = values.astype(np.float64)
+    if v.size < p:
+        return np.zeros(0)
+    proj = np.stack([signal.fftconvolve(v, pc[::-1], mode="valid") for pc in pcs])
+    c1 = np.concatenate([[0.0], np.cumsum(v)])
+    c2 = np.concatenate([[0.0], np.cumsum(v * v)])
+    s1 = c1[p:] - c1[:-p]
+    s2 = c2[p:] - c2[:-p]
+    norm2 = s2 - s1 * s1 / p
+    # the pcs are orthogonal to constants, so projecting the raw piece is projecting the
+    # centered one
+    out: np.ndarray = np.divide(
+        (proj**2).sum(0), norm2, out=np.zeros_like(norm2), where=norm2 > 1e-12 * p
+    )
+    return np.clip(out, 0.0, 1.0)
+
+
+def best_phase(energy: np.ndarray, size: int) -> tuple[int, float]:
+    """The start in ``[0, size)`` whose whole pieces have the largest mean ``energy``.
+
+    Example:
+        >>> best_phase(np.array([0.1, 0.9, 0.1, 0.1, 0.7, 0.2, 0.1]), 3)
+        (1, 0.8)
+    """
+    n = energy.size // size
+    if n == 0:
+        return 0, 0.0
+    per_phase = energy[: n * size].reshape(n, size).mean(axis=0)
+    phase = int(per_phase.argmax())
+    return phase, float(per_phase[phase])
+
+
+def pieces_at(values: np.ndarray, phase: int, size: int, limit: int) -> np.ndarray:
+    """Up to ``limit`` consecutive item-sized pieces starting at ``phase`` (``n x size``)."""
+    n = min(limit, (values.size - phase) // size)
+    return values[phase : phase + n * size].reshape(n, size)
+
+
+@dataclass(frozen=True)
+class ItemTest:
+    """The outcome of one training-vs-held-out item test.
+
+    Attributes:
+        p_value: Bonferroni over the selections and ``k`` tried.
+        k: Size of the selection that gave the smallest p.
+        train_in_top: Training items among the ``k`` best-matching items.
+        expected: What the null expects there, ``k * n_train / (n_train + n_test)``.
+        selection: Which label-free selection of items gave the smallest p.
+        top_train: Indices (into the training rows given) of the best-matching training
+            items, best first, with their |correlation|.
+        best_test: The best |correlation| of any held-out item.
+    """
+
+    p_value: float
+    k: int
+    train_in_top: int
+    expected: float
+    selection: str
+    top_train: tuple[tuple[int, float], ...]
+    best_test: float
+
+    def evidence(self, train_ids: np.ndarray) -> dict[str, Any]:
+        """JSON-able evidence, with training items named by their index in the dataset."""
+        return {
+            "selection": self.selection,
+            "k": self.k,
+            "train_items_in_top_k": self.train_in_top,
+            "expected_under_null": round(self.expected, 2),
+            "best_train_matches": [
+                {"train_index": int(train_ids[i]), "abs_corr": round(c, 4)}
+                for i, c in self.top_train[:5]
+            ],
+            "best_heldout_abs_corr": round(self.best_test, 4),
+        }
+
+
+def item_test(
+    pieces: np.ndarray, train: np.ndarray, test: np.ndarray, *, ks: tuple[int, ...]
+) -> ItemTest:
+    """Hypergeometric test: do the pieces match training items more than held-out ones?
+
+    ``train`` and ``test`` are unit rows (:func:`unit_rows`) of the owner's items. Two
+    label-free selections of items are tested at each ``k``: the ``k`` items best matched by
+    any piece, and the items that the ``k`` best-matching pieces match best. Any selection
+    made without looking at which items are training items leaves the count of training
+    items in it hypergeometric under the null, so both p-values are exact; the reported one
+    is Bonferroni-corrected over both selections and every ``k``.
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> train, test = unit_rows(rng.normal(size=(50, 16))), unit_rows(rng.normal(size=(50, 16)))
+        >>> encoded = item_test(train[:20] + 0.1 * rng.normal(size=(20, 16)), train, test, ks=(8,))
+        >>> encoded.train_in_top, encoded.p_value < 1e-2
+        (8, True)
+    """
+    u = unit_rows(pieces.astype(np.float32))
+    n_train, n_test = len(train), len(test)
+    pooled_rows = np.concatenate([train, test])
+    corr = np.abs(u @ pooled_rows.T)
+    is_train = np.concatenate([np.ones(n_train, bool), np.zeros(n_test, bool)])
+    by_item = corr.max(axis=0)
+    item_order = np.argsort(-by_item, kind="stable")
+    piece_best = corr.argmax(axis=1)
+    piece_order = np.argsort(-corr.max(axis=1), kind="stable")
+    n = n_train + n_test
+    usable = [k for k in ks if 1 <= k <= n // 2] or [max(1, n // 2)]
+    best: tuple[float, int, int, str] = (2.0, usable[0], 0, "")
+    for k in usable:
+        selections = {
+            "best-matched items": item_order[:k],
+            "items best matching the best pieces": np.unique(piece_best[piece_order[:k]]),
+        }
+        for how, chosen in selections.items():
+            x, size = int(is_train[chosen].sum()), int(chosen.size)
+            p = float(stats.hypergeom.sf(x - 1, n, n_train, size))
+            if p < best[0]:
+                best = (p, size, x, how)
+    p_min, k, x, how = best
+    m_train = by_item[:n_train]
+    top = np.argsort(-m_train)[:8]
+    return ItemTest(
+        p_value=min(1.0, 2 * len(usable) * p_min),
+        k=k,
+        train_in_top=x,
+        expected=k * n_train / n,
+        selection=how,
+        top_train=tuple((int(i), float(m_train[i])) for i in top),
+        best_test=float(by_item[n_train:].max()) if n_test else 0.0,
+    )
+
+
+@dataclass(frozen=True)
+class OrderTest:
+    """The outcome of the dataset-order test.
+
+    Attributes:
+        p_value: Bernstein tail bound under random orders, Bonferroni over the shifts.
+        shift: Pieces before the first item (where the run of items starts).
+        length: Pieces compared along that run.
+        mean_abs_corr: Mean |correlation| of piece ``shift + j`` with training item ``j``.
+        null_mean: What random orders of the same items give on average.
+    """
+
+    p_value: float
+    shift: int
+    length: int
+    mean_abs_corr: float
+    null_mean: float
+
+    def evidence(self) -> dict[str, Any]:
+        """JSON-able evidence."""
+        return {
+            "run_starts_at_piece": self.shift,
+            "pieces_in_run": self.length,
+            "mean_abs_corr_in_order": round(self.mean_abs_corr, 4),
+            "mean_abs_corr_random_orders": round(self.null_mean, 4),
+        }
+
+
+def order_test(pieces: np.ndarray, first: np.ndarray, *, min_run: int = 8) -> OrderTest:
+    """Do consecutive pieces match the owner's first training items in dataset order?
+
+    Attacks take the first training items in order, so piece ``shift + j`` holds item ``j``.
+    The null permutes the items' order: piece and item are then paired at random, and the
+    sum of |correlation| along the run concentrates around its permutation mean. The tail
+    is bounded with Bernstein's inequality (terms in [0, 1], the permutation variance),
+    which is conservative where a normal approximation would not be. ``first`` are the
+    unit rows of the first training items, in order.
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> first = unit_rows(rng.normal(size=(40, 32)))
+        >>> noise = 0.1 * rng.normal(size=(30, 32))
+        >>> pieces = np.concatenate([rng.normal(size=(3, 32)), first[:30] + noise])
+        >>> t = order_test(pieces, first)
+        >>> t.shift, t.length, t.p_value < 1e-6
+        (3, 30, True)
+    """
+    u = unit_rows(pieces.astype(np.float32))
+    corr = np.abs(u @ first.T).astype(np.float64)
+    n_p, n_f = corr.shape
+    row_mean = corr.mean(axis=1)
+    row_var = corr.var(axis=1)
+    shifts = range(max(0, n_p - min_run + 1))
+    best = (2.0, 0, 0, 0.0, 0.0)
+    for c in shifts:
+        length = min(n_f, n_p - c)
+        j = np.arange(length)
+        s = float(corr[c + j, j].sum())
+        mean = float(row_mean[c : c + length].sum())
+        var = float(row_var[c : c + length].sum())
+        t = s - mean
+        p = 1.0 if t <= 0 else float(np.exp(-(t * t) / (2 * (var + t / 3))))
+        if p < best[0]:
+            best = (p, c, length, s / length, mean / length)
+    p_min, c, length, m, null = best
+    return OrderTest(min(1.0, len(shifts) * p_min), c, length, m, null)
