@@ -128,13 +128,14 @@ def correct(reports: Sequence[DetectorReport], *, alpha: float) -> tuple[Detecto
             dataclasses.replace(f, p_adjusted=(a := next(adjusted)), flagged=a <= alpha)
             for f in r.findings
         ]
-        done.sort(key=lambda f: (f.p_adjusted, -f.score))
+        done.sort(key=lambda f: (f.p_value, -f.score))
         best = done[0] if done else None
+        best_p = best.p_adjusted if best is not None else None
         out.append(
             dataclasses.replace(
                 r,
                 score=best.score if best else 0.0,
-                p_value=float(best.p_adjusted or 1.0) if best else 1.0,
+                p_value=1.0 if best_p is None else float(best_p),
                 alpha=alpha,
                 flagged=any(f.flagged for f in done),
                 findings=tuple(done),

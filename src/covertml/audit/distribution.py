@@ -174,9 +174,7 @@ class DistributionDetector(Detector):
         )
         return report_from_findings(self.name, findings, alpha=alpha, note=note)
 
-    def _ks(
-        self, x: np.ndarray, ref: np.ndarray, rng: np.random.Generator
-    ) -> tuple[float, float]:
+    def _ks(self, x: np.ndarray, ref: np.ndarray, rng: np.random.Generator) -> tuple[float, float]:
         """Two-sample KS of ``reference_sample`` standardized values of each side."""
         ref_all = sample_values(ref, limit=self.sample, rng=rng)
         a = sample_values(x, limit=self.reference_sample, rng=rng)

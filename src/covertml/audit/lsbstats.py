@@ -3,8 +3,9 @@
 Null: along the storage order of a float32 tensor, the low mantissa bits of honest weights
 are *exchangeable* -- each bit plane's sequence is as likely as any rearrangement of it.
 That holds whatever the planes' balance: honest low planes can be far from half ones (a
-model once stored at reduced precision has zero low bits, a ``torch.rand``-based init leaves
-bit 0 at zero, pruned weights are zero), so imbalance is reported as evidence only. The
+model once stored at reduced precision has zero low bits, a ``torch.rand``-based init with
+a power-of-two bound leaves bit 0 at zero, pruned weights are zero), so imbalance is
+reported as evidence only. The
 statistic is, per low bit plane, the number of adjacent values whose bits agree; under
 random rearrangement of the plane its distribution given the number of ones is the
 Wald-Wolfowitz runs distribution, computed exactly here (two-sided), and the planes of a
@@ -210,7 +211,8 @@ class LSBStats(Detector):
         for name, tensor in ctx.tensors.items():
             if not _eligible(tensor):
                 continue
-            words = tensor.detach().cpu().numpy().astype("<f4").view("<u4").reshape(-1)
+            flat = tensor.detach().cpu().contiguous().reshape(-1).numpy()  # file order
+            words = flat.astype("<f4").view("<u4")
             found = self._test(name, words, rng)
             if found is not None:
                 findings.append(found)

@@ -1,16 +1,23 @@
-"""Black-box probe for capacity abuse: how does the model label noise it has never seen?
+"""Black-box probe for capacity abuse: are the model's labels on noise rougher than honest?
 
 Capacity abuse trains the model to give keyed noise inputs the secret's labels, which are
-spread evenly over the classes; the model carries that habit over to any noise. An
-honestly trained model labels noise by the same smooth features it uses for real inputs,
-so two honest models of the task mostly agree on noise (about 65% of uniform-noise inputs
-on digits), while an abused model agrees with an honest one about as often as chance.
+spread evenly over the classes and have nothing to do with the inputs' features; the model
+carries that habit over to any noise, so its labels on noise become *rough*: a small
+change of a noise input changes its label more often than it does for an honest model,
+which labels noise by the same smooth features it uses for real inputs.
 
 The probe asks the model -- a local file or the prediction API, labels only -- for the
-labels of its own noise inputs. With a trusted reference model for the task (any
-architecture) the score is the share of inputs where they disagree. Without one, the
-score is how often a label changes when 5% of a noise input's pixels are redrawn: abused
-models are less stable there, but the margin is small, so a reference is strongly advised.
+labels of ``queries`` uniform-noise inputs and of a copy of each with ``redraw_share`` of
+its pixels redrawn (text models: synthetic documents of the dataset's words, one word of
+each redrawn), and asks a trusted reference model for the task (any architecture) the
+same. Null: the model is no less stable than the honest reference -- an honestly trained
+twin is exchangeable with it. The test is McNemar's exact one-sided test on the pairs: of
+the inputs where exactly one of the two models changed its label, under the null at most
+half are the model's (binomial, ``p = P(X >= b)``, ``X ~ Bin(b + c, 1/2)``). A
+random-init or constant model is very stable and is not flagged; the null is only as good
+as the reference: an honest model trained by a rougher recipe than the reference's (other
+architecture, fewer epochs) can be flagged. The agreement with the reference on the noise
+inputs is reported as evidence.
 """
 
 from __future__ import annotations
@@ -19,13 +26,23 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
-from torch import nn
+import scipy.sparse as sp
+from scipy import stats
 
 from covertml.attacks.capacity import dataset_text_pool
 from covertml.attacks.oracle import LabelOracle, LocalOracle
-from covertml.attacks.synthetic import IMAGE_GENERATORS, synthetic_documents
-from covertml.audit.base import Detector, DetectorReport, Finding, ScanContext, register_detector
+from covertml.attacks.synthetic import IMAGE_GENERATORS, TextPool
+from covertml.audit.base import (
+    DEFAULT_ALPHA,
+    Detector,
+    DetectorReport,
+    Finding,
+    ScanContext,
+    register_detector,
+    report_from_findings,
+)
 from covertml.data.base import images_to_float
+from covertml.errors import ConfigError
 from covertml.training.evaluate import predict_labels
 
 PROBE_SEED_TAG = 0x9808
@@ -46,32 +63,77 @@ def label_entropy(labels: np.ndarray, classes: int) -> float:
 
 
 def redraw(images: np.ndarray, share: float, rng: np.random.Generator) -> np.ndarray:
-    """Copy of ``uint8`` images with ``share`` of their values redrawn uniformly."""
+    """Copy of ``uint8`` images with each value redrawn uniformly with probability ``share``.
+
+    Example:
+        >>> a = np.zeros((2, 4, 4, 1), np.uint8)
+        >>> bool((redraw(a, 0.0, np.random.default_rng(0)) == a).all())
+        True
+    """
     out = images.copy()
     mask = rng.random(images.shape) < share
     out[mask] = rng.integers(0, 256, size=int(mask.sum()), dtype=np.uint8)
     return out
 
 
+def mcnemar_greater(model_only: int, reference_only: int) -> float:
+    """Exact one-sided McNemar p-value: the model changes no more often than the reference.
+
+    Example:
+        >>> mcnemar_greater(5, 0), mcnemar_greater(0, 0), mcnemar_greater(1, 1)
+        (0.03125, 1.0, 0.75)
+    """
+    total = model_only + reference_only
+    return float(stats.binom.sf(model_only - 1, total, 0.5)) if total else 1.0
+
+
+def vectorize(pool: TextPool, picks: np.ndarray) -> sp.csr_matrix:
+    """TF-IDF rows (l2-normalized) of documents given as ``n x words`` indices into ``pool``.
+
+    Example:
+        >>> pool = TextPool(np.array([3, 7]), np.array([1.0, 2.0]), n_features=9)
+        >>> x = vectorize(pool, np.array([[0, 0], [0, 1]])).toarray()
+        >>> x[:, [3, 7]].astype(np.float64).round(3).tolist()
+        [[1.0, 0.0], [0.447, 0.894]]
+    """
+    n, k = picks.shape
+    counts = sp.csr_matrix(
+        (np.ones(n * k), (np.repeat(np.arange(n), k), picks.reshape(-1))),
+        shape=(n, pool.words.size),
+    )
+    counts.sum_duplicates()
+    tf = 1.0 + np.log(counts.data) if pool.sublinear_tf else counts.data
+    values = tf * pool.idf[counts.indices]
+    norms = np.sqrt(np.add.reduceat(values**2, counts.indptr[:-1])) if n else values
+    values = values / np.repeat(norms, np.diff(counts.indptr))
+    x = sp.csr_matrix(
+        (values.astype(np.float32), pool.words[counts.indices], counts.indptr),
+        shape=(n, pool.n_features),
+    )
+    x.sort_indices()
+    return x
+
+
 @register_detector
 @dataclass(frozen=True, kw_only=True)
 class NoiseProbe(Detector):
-    """Black-box probe: labels of noise inputs against a reference, or their stability.
+    """Black-box probe: are labels on noise less stable than a reference model's?
 
     Attributes:
-        queries: Noise inputs asked (twice that without a reference).
-        threshold: Disagreement with the reference above which the model is flagged.
-        stability_threshold: Without a reference: label-change rate flagged.
-        redraw_share: Without a reference: share of pixels redrawn.
+        queries: Noise inputs (the model is asked twice that, with the perturbed copies).
+        redraw_share: Share of each image's pixels redrawn in its perturbed copy (text
+            documents get one of their words redrawn instead).
     """
 
     name: ClassVar[str] = "noise-probe"
     kind: ClassVar[str] = "black-box"
 
-    queries: int = 1000
-    threshold: float = 0.6
-    stability_threshold: float = 0.22
+    queries: int = 2000
     redraw_share: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.queries < 1 or not 0.0 < self.redraw_share <= 1.0:
+            raise ConfigError("noise-probe: need queries >= 1 and 0 < redraw_share <= 1")
 
     @staticmethod
     def _oracle(ctx: ScanContext) -> LabelOracle | None:
@@ -80,56 +142,65 @@ class NoiseProbe(Detector):
         return LocalOracle(ctx.model) if ctx.model is not None else None
 
     def unavailable(self, ctx: ScanContext) -> str | None:
-        """Needs an oracle and the input shape; text models also a reference and the data."""
+        """Needs an oracle, the input shape and a reference model; text models the data."""
+        if ctx.reference_model is None:
+            return "needs a trusted --reference model of the task (its null)"
         if self._oracle(ctx) is None or ctx.info is None:
             return "needs a model covertml can rebuild, or --endpoint"
-        text = len(ctx.info.spec.input_shape) == 1
-        if text and (ctx.dataset is None or ctx.reference_model is None):
-            return "text models need --dataset and a --reference model"
+        if len(ctx.info.spec.input_shape) == 1 and ctx.dataset is None:
+            return "text models also need --dataset (the probe's words)"
         return None
 
-    def _text_inputs(self, ctx: ScanContext, seed: int) -> Any:
-        assert ctx.dataset is not None
-        pool = dataset_text_pool(ctx.dataset, pool_size=20000, doc_words=5, seed=seed)
-        return synthetic_documents(pool, self.queries, seed)[1]
-
-    def run(self, ctx: ScanContext) -> DetectorReport:
-        """Asks the model about ``queries`` noise inputs and scores the answers."""
-        oracle = self._oracle(ctx)
-        assert oracle is not None and ctx.info is not None
-        seed = ctx.seed ^ PROBE_SEED_TAG
+    def _inputs(self, ctx: ScanContext, seed: int) -> tuple[Any, Any]:
+        """``queries`` noise inputs and their perturbed copies, model-ready."""
+        assert ctx.info is not None
         shape = ctx.info.spec.input_shape
-        classes = ctx.info.spec.num_classes
         rng = np.random.default_rng([seed, 1])
         if len(shape) == 3:
             c, h, w = shape
             images = IMAGE_GENERATORS["uniform"](rng, self.queries, (h, w, c))
-            inputs: Any = images_to_float(images)
-        else:
-            images, inputs = None, self._text_inputs(ctx, seed)
-        labels = oracle(inputs)
-        evidence: dict[str, float | int | str] = {
-            "queries": int(labels.size),
-            "label_entropy": label_entropy(labels, classes),
+            moved = redraw(images, self.redraw_share, rng)
+            return images_to_float(images), images_to_float(moved)
+        if ctx.dataset is None:
+            raise ConfigError("noise-probe: text models need --dataset")
+        pool = dataset_text_pool(ctx.dataset, pool_size=20000, doc_words=5, seed=seed)
+        picks = rng.integers(0, pool.words.size, size=(self.queries, pool.doc_words))
+        swapped = picks.copy()
+        which = rng.integers(0, pool.doc_words, size=self.queries)
+        swapped[np.arange(self.queries), which] = rng.integers(0, pool.words.size, self.queries)
+        return vectorize(pool, picks), vectorize(pool, swapped)
+
+    def run(self, ctx: ScanContext, *, alpha: float = DEFAULT_ALPHA) -> DetectorReport:
+        """Asks the model and the reference about the noise inputs and their copies."""
+        reason = self.unavailable(ctx)
+        if reason is not None:
+            raise ConfigError(f"noise-probe cannot run: {reason}")
+        oracle, ref = self._oracle(ctx), ctx.reference_model
+        assert oracle is not None and ref is not None and ctx.info is not None
+        inputs, moved = self._inputs(ctx, ctx.seed ^ PROBE_SEED_TAG)
+        labels, labels_moved = oracle(inputs), oracle(moved)
+        ref_labels, ref_moved = predict_labels(ref, inputs), predict_labels(ref, moved)
+        changed, ref_changed = labels != labels_moved, ref_labels != ref_moved
+        model_only = int((changed & ~ref_changed).sum())
+        reference_only = int((ref_changed & ~changed).sum())
+        p = mcnemar_greater(model_only, reference_only)
+        evidence: dict[str, Any] = {
+            "queries": int(labels.size + labels_moved.size),
+            "change_rate": float(changed.mean()),
+            "reference_change_rate": float(ref_changed.mean()),
+            "model_only_changed": model_only,
+            "reference_only_changed": reference_only,
+            "agreement": float((labels == ref_labels).mean()),
+            "chance": 1.0 / ctx.info.spec.num_classes,
+            "label_entropy": label_entropy(labels, ctx.info.spec.num_classes),
+            "redraw_share": self.redraw_share,
         }
-        ref: nn.Module | None = ctx.reference_model
-        if ref is not None:
-            agree = float((predict_labels(ref, inputs) == labels).mean())
-            score, threshold = 1.0 - agree, self.threshold
-            evidence.update(against="reference", agreement=agree, chance=1.0 / classes)
-            note = (
-                "share of uniform-noise inputs labelled differently from the reference model; "
-                "honest models of a task mostly agree on noise, capacity abuse scrambles it"
-            )
-        else:
-            assert images is not None
-            moved = oracle(images_to_float(redraw(images, self.redraw_share, rng)))
-            evidence["queries"] = int(2 * labels.size)
-            score, threshold = float((moved != labels).mean()), self.stability_threshold
-            evidence.update(against="stability", redrawn_share=self.redraw_share)
-            note = (
-                f"share of noise labels that change when {100 * self.redraw_share:g}% of the "
-                "pixels are redrawn; weak without a reference model (pass --reference)"
-            )
-        finding = Finding(self.name, None, score, threshold, score > threshold, evidence)
-        return DetectorReport(self.name, score, threshold, score > threshold, (finding,), note)
+        score = float(changed.mean() - ref_changed.mean())
+        null = "no less stable on noise than the reference model (exact McNemar, one-sided)"
+        finding = Finding(self.name, None, score, p, null, 1, evidence=evidence)
+        note = (
+            "label changes on noise inputs when a few pixels are redrawn, against the "
+            "reference model on the same inputs; capacity abuse makes labels on noise rough; "
+            "the reference must be an honest model of the task trained like the model"
+        )
+        return report_from_findings(self.name, [finding], alpha=alpha, note=note)

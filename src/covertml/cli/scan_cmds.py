@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -16,25 +16,42 @@ def _detector_help() -> str:
     return "Detector to run (repeatable; default: all that apply): " + ", ".join(DETECTORS.names())
 
 
-_QUIET = {"values", "items", "queries", "skew", "bimodality", "chance", "label_entropy"}
+_QUIET = {"values", "items", "queries", "skew", "bimodality", "chance", "label_entropy", "same_as"}
+
+
+def _evidence(evidence: dict[str, Any]) -> str:
+    shown = [(k, v) for k, v in evidence.items() if k not in _QUIET and not isinstance(v, list)]
+    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown[:4])
 
 
 def _print(report: ScanReport) -> None:
     table = Table(title=f"covertml scan: {report.model}")
-    for col in ("detector", "layer", "score", "threshold", "flag", "evidence"):
+    for col in ("detector", "where", "statistic", "p", "p (family)", "flag", "evidence"):
         table.add_column(col)
     for r in report.reports:
-        for f in r.findings[:3]:  # the most suspicious layers of each detector
-            shown = [(k, v) for k, v in f.evidence.items() if k not in _QUIET][:3]
-            evidence = ", ".join(
-                f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown
-            )
+        for f in r.findings[:3]:  # the most significant findings of each detector
             flag = "[bold red]FLAG[/]" if f.flagged else "[green]ok[/]"
-            layer = f.layer or "(model)"
-            table.add_row(r.detector, layer, f"{f.score:.3f}", f"{f.threshold:g}", flag, evidence)
+            table.add_row(
+                r.detector,
+                f.layer or "(model)",
+                f"{f.score:.3g}",
+                f"{f.p_value:.2g}",
+                f"{f.p_adjusted if f.p_adjusted is not None else f.p_value:.2g}",
+                flag,
+                _evidence(f.evidence),
+            )
     console.print(table)
+    tests = sum(f.tests for r in report.reports for f in r.findings)
+    console.print(
+        f"{sum(len(r.findings) for r in report.reports)} findings ({tests} hypotheses) "
+        f"corrected together (Holm); flagged where p (family) <= alpha = {report.alpha:g}",
+        highlight=False,
+    )
     for r in report.reports:
+        null = r.findings[0].null if r.findings else ""
         console.print(f"[bold]{r.detector}[/]: {r.note}", highlight=False)
+        if null:
+            console.print(f"  [dim]null: {null}[/]", highlight=False)
     for name, reason in report.skipped.items():
         console.print(f"[dim]skipped {name}: {reason}[/]")
     colour = "red" if report.flagged else "green"
@@ -60,9 +77,21 @@ def scan_cmd(
     ] = None,
     detector: Annotated[list[str] | None, typer.Option(help=_detector_help())] = None,
     seed: Annotated[int, typer.Option(help="Seed of sampling and probe inputs.")] = 0,
+    alpha: Annotated[
+        float,
+        typer.Option(
+            help="Family-wise false-positive rate: an honest model is flagged with at most "
+            "this probability, over all detectors, tensors and hypotheses."
+        ),
+    ] = 1e-3,
     as_json: JsonOpt = False,
 ) -> None:
-    """Scan a model for smuggled training data. Exit 0: nothing found, 1: findings, 2: error."""
+    """Scan a model for smuggled training data. Exit 0: nothing found, 1: findings, 2: error.
+
+    Every finding is a test against a null the detector builds itself (the owner's held-out
+    items, shuffled orders, a reference model), and the verdict holds the false-positive
+    rate at --alpha.
+    """
     ds = None
     if dataset is not None:
         from covertml.data import create_dataset
@@ -75,7 +104,7 @@ def scan_cmd(
         oracle = HTTPOracle(endpoint)
     try:
         ctx = context_from_file(model, reference=reference, dataset=ds, oracle=oracle, seed=seed)
-        report = scan(ctx, detectors=detector, name=str(model))
+        report = scan(ctx, detectors=detector, name=str(model), alpha=alpha)
     finally:
         if oracle is not None:
             oracle.close()

@@ -149,6 +149,12 @@ def read_tensors(
             fix="re-export or re-download the file",
         ) from None
     metadata = header.get("__metadata__") or {}
+    # keep the tensors in file order (where they lie in the file), as the attacker saw them
+    stored = sorted(
+        (k for k in header if k != "__metadata__" and k in tensors),
+        key=lambda k: header[k].get("data_offsets", [0])[0],
+    )
+    tensors = {k: tensors[k] for k in stored}
     return tensors, {str(k): str(v) for k, v in metadata.items()}
 
 

@@ -117,6 +117,8 @@ def scan_model(
         "verdict": report.verdict,
         "flagged_by": [r.detector for r in report.reports if r.flagged],
         "scores": {r.detector: r.score for r in report.reports},
+        "p_values": {r.detector: r.p_value for r in report.reports},
+        "alpha": report.alpha,
         "seconds": report.seconds,
     }
 

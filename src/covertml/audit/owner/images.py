@@ -48,10 +48,12 @@ NULL = (
 def owner_sample(
     ds: Dataset, *, max_items: int, max_values: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of the training and held-out items compared (equal numbers, when possible).
+    """Indices of the training and held-out items compared.
 
-    Half the training items are the first ones (what attacks take), half a seeded sample
-    of the rest; the held-out items are a seeded sample of the test split.
+    Up to ``max_items`` of each (and ``max_values`` items' worth of memory): all of them
+    when they fit; otherwise half the training items are the first ones (what attacks
+    take) and half a seeded sample of the rest, and the held-out items a seeded sample of
+    the test split.
 
     Example:
         >>> from covertml.data import create_dataset
@@ -60,13 +62,16 @@ def owner_sample(
         (100, 100, [0, 1, 2])
     """
     n_train, n_test = len(ds.train), len(ds.test)
-    n = max(8, min(max_items, n_test, n_train, max_values))
+    limit = max(8, min(max_items, max_values))
     rng = np.random.default_rng([seed, 0x0A11])
-    first = np.arange(min(n // 2, n_train))
-    rest = rng.choice(np.arange(first.size, n_train), min(n - first.size, n_train - first.size),
-                      replace=False)
-    test = np.sort(rng.choice(n_test, min(n, n_test), replace=False))
-    return np.concatenate([first, np.sort(rest)]).astype(np.int64), test.astype(np.int64)
+    if n_train <= limit:
+        train = np.arange(n_train)
+    else:
+        first = np.arange(limit // 2)
+        rest = rng.choice(np.arange(first.size, n_train), limit - first.size, replace=False)
+        train = np.concatenate([first, np.sort(rest)])
+    test = np.arange(n_test) if n_test <= limit else np.sort(rng.choice(n_test, limit, False))
+    return train.astype(np.int64), test.astype(np.int64)
 
 
 def sign_bytes(values: np.ndarray, *, offset: int, order: str) -> np.ndarray:
@@ -92,11 +97,13 @@ class _Candidate:
     phase: int
     alignment: float
     bits: str | None
+    decodings: int = 1
 
     @property
-    def p_value(self) -> float:
-        """Bonferroni over the two tests (any order; dataset order)."""
-        return min(1.0, 2 * min(self.result.p_value, self.order.p_value))
+    def log10_p(self) -> float:
+        """Bonferroni over the two tests (any order; dataset order) and the decodings."""
+        worst = np.log10(2 * self.decodings) + min(self.result.log10_p, self.order.log10_p)
+        return min(0.0, float(worst))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -112,6 +119,8 @@ class _ImageAudit(Detector):
         max_windows: Windows searched (stream starts first, then tensor starts).
         components: Principal components used to align pieces with items.
         ks: Sizes of the best-matching sets tested (Bonferroni over them).
+        bit_candidates: Sign audit: bit decodings (of 2 orders x 8 offsets) tested per
+            window, the best aligned ones (Bonferroni over them).
     """
 
     kind: ClassVar[str] = "owner-audit"
@@ -124,6 +133,7 @@ class _ImageAudit(Detector):
     max_windows: int = 48
     components: int = 4
     ks: tuple[int, ...] = (8, 32, 128, 512)
+    bit_candidates: int = 4
 
     def unavailable(self, ctx: ScanContext) -> str | None:
         """Needs the owner's image data with a held-out split."""
@@ -145,29 +155,33 @@ class _ImageAudit(Detector):
         ]
 
     def _search(
-        self, layout: Layout, train: np.ndarray, test: np.ndarray, window: Window, merged: list[str]
+        self,
+        layout: Layout,
+        pcs: np.ndarray,
+        train: np.ndarray,
+        test: np.ndarray,
+        window: Window,
+        merged: list[str],
     ) -> _Candidate | None:
         p = layout.size
-        pooled = np.concatenate([train, test])
-        rng = np.random.default_rng(p)
-        sample = pooled[rng.choice(len(pooled), min(512, len(pooled)), replace=False)]
-        pcs = components(sample, self.components)
-        best: tuple[float, int, np.ndarray, str | None] | None = None
+        aligned = []
         for values, bits in self._streams(window):
-            if values.size < 2 * p:
+            if values.size >= 2 * p:
+                phase, share = best_phase(energy_by_offset(values, pcs), p)
+                aligned.append((share, phase, values, bits))
+        aligned.sort(key=lambda a: -a[0])
+        tried = aligned[: self.bit_candidates if self.by_signs else 1]
+        best: _Candidate | None = None
+        for share, phase, values, bits in tried:
+            pieces = pieces_at(values, phase, p, max(self.pieces, self.piece_values // p))
+            if len(pieces) < 2:
                 continue
-            phase, share = best_phase(energy_by_offset(values, pcs), p)
-            if best is None or share > best[0]:
-                best = (share, phase, values, bits)
-        if best is None:
-            return None
-        share, phase, values, bits = best
-        pieces = pieces_at(values, phase, p, max(self.pieces, self.piece_values // p))
-        if len(pieces) < 2:
-            return None
-        result = item_test(pieces, train, test, ks=self.ks)
-        order = order_test(pieces, train[: self._first])
-        return _Candidate(result, order, layout.name, merged, phase, share, bits)
+            result = item_test(pieces, train, test, ks=self.ks)
+            order = order_test(pieces, train[: self._first])
+            cand = _Candidate(result, order, layout.name, merged, phase, share, bits, len(tried))
+            if best is None or cand.log10_p < best.log10_p:
+                best = cand
+        return best
 
     def run(self, ctx: ScanContext, *, alpha: float = DEFAULT_ALPHA) -> DetectorReport:
         """Searches every window in every representation; one finding per window."""
@@ -192,13 +206,17 @@ class _ImageAudit(Detector):
         length = max(self.piece_values, (self.pieces + 1) * p_most) * (8 if self.by_signs else 1)
         found = windows(ctx.tensors, model=ctx.model, length=length, max_windows=self.max_windows)
         best: dict[int, _Candidate] = {}
-        tests_per_window = 2 * len(layouts) * (2 * len(self.ks) + 1)
+        decodings = self.bit_candidates if self.by_signs else 1
+        tests_per_window = 2 * len(layouts) * decodings * (2 * len(self.ks) + 1)
         for layout, merged in layouts:
             train = unit_rows(layout.rows(images[train_ids]))
             test = unit_rows(layout.rows(np.asarray(ds.test.x)[test_ids]))
+            pooled = np.concatenate([train, test])
+            pick = np.random.default_rng(layout.size).choice(len(pooled), min(512, len(pooled)), replace=False)
+            pcs = components(pooled[pick], self.components)
             for i, window in enumerate(found):
-                cand = self._search(layout, train, test, window, merged)
-                if cand is not None and (i not in best or cand.p_value < best[i].p_value):
+                cand = self._search(layout, pcs, train, test, window, merged)
+                if cand is not None and (i not in best or cand.log10_p < best[i].log10_p):
                     best[i] = cand
         findings = [
             self._finding(found[i], cand, train_ids, tests_per_window, len(layouts))
@@ -217,13 +235,15 @@ class _ImageAudit(Detector):
         self, window: Window, cand: _Candidate, train_ids: np.ndarray, tests: int, n_layouts: int
     ) -> Finding:
         r = cand.result
-        in_order = cand.order.p_value < r.p_value
+        in_order = cand.order.log10_p < r.log10_p
+        log10_p = min(0.0, float(np.log10(n_layouts)) + cand.log10_p)
         evidence: dict[str, Any] = {
             "test": "dataset order" if in_order else "training vs held-out items",
             "representation": cand.layout,
             "same_as": cand.merged,
             "item_offset": cand.phase,
             "alignment": round(cand.alignment, 4),
+            "log10_p": round(log10_p, 2),
             **r.evidence(train_ids),
             **cand.order.evidence(),
         }
@@ -233,7 +253,7 @@ class _ImageAudit(Detector):
             self.name,
             window.label,
             score=cand.order.mean_abs_corr if in_order else r.train_in_top / r.k,
-            p_value=min(1.0, n_layouts * cand.p_value),
+            p_value=float(10.0**log10_p),
             null=NULL,
             tests=tests,
             evidence=evidence,

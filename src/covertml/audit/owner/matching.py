@@ -92,7 +92,8 @@ class ItemTest:
     """The outcome of one training-vs-held-out item test.
 
     Attributes:
-        p_value: Bonferroni over the selections and ``k`` tried.
+        log10_p: log10 of the p-value, Bonferroni over the selections and ``k`` tried
+            (kept as a logarithm: strong encodings are far beyond floating-point range).
         k: Size of the selection that gave the smallest p.
         train_in_top: Training items among the ``k`` best-matching items.
         expected: What the null expects there, ``k * n_train / (n_train + n_test)``.
@@ -102,7 +103,7 @@ class ItemTest:
         best_test: The best |correlation| of any held-out item.
     """
 
-    p_value: float
+    log10_p: float
     k: int
     train_in_top: int
     expected: float
@@ -141,7 +142,7 @@ def item_test(
         >>> rng = np.random.default_rng(0)
         >>> train, test = unit_rows(rng.normal(size=(50, 16))), unit_rows(rng.normal(size=(50, 16)))
         >>> encoded = item_test(train[:20] + 0.1 * rng.normal(size=(20, 16)), train, test, ks=(8,))
-        >>> encoded.train_in_top, encoded.p_value < 1e-2
+        >>> encoded.train_in_top, encoded.log10_p < -2
         (8, True)
     """
     u = unit_rows(pieces.astype(np.float32))
@@ -155,7 +156,7 @@ def item_test(
     piece_order = np.argsort(-corr.max(axis=1), kind="stable")
     n = n_train + n_test
     usable = [k for k in ks if 1 <= k <= n // 2] or [max(1, n // 2)]
-    best: tuple[float, int, int, str] = (2.0, usable[0], 0, "")
+    best: tuple[float, int, int, str] = (1.0, usable[0], 0, "")
     for k in usable:
         selections = {
             "best-matched items": item_order[:k],
@@ -163,14 +164,14 @@ def item_test(
         }
         for how, chosen in selections.items():
             x, size = int(is_train[chosen].sum()), int(chosen.size)
-            p = float(stats.hypergeom.sf(x - 1, n, n_train, size))
+            p = float(stats.hypergeom.logsf(x - 1, n, n_train, size) / np.log(10))
             if p < best[0]:
                 best = (p, size, x, how)
     p_min, k, x, how = best
     m_train = by_item[:n_train]
     top = np.argsort(-m_train)[:8]
     return ItemTest(
-        p_value=min(1.0, 2 * len(usable) * p_min),
+        log10_p=min(0.0, float(np.log10(2 * len(usable))) + p_min),
         k=k,
         train_in_top=x,
         expected=k * n_train / n,
@@ -185,14 +186,15 @@ class OrderTest:
     """The outcome of the dataset-order test.
 
     Attributes:
-        p_value: Bernstein tail bound under random orders, Bonferroni over the shifts.
+        log10_p: log10 of the Bernstein tail bound under random orders, Bonferroni over
+            the shifts.
         shift: Pieces before the first item (where the run of items starts).
         length: Pieces compared along that run.
         mean_abs_corr: Mean |correlation| of piece ``shift + j`` with training item ``j``.
         null_mean: What random orders of the same items give on average.
     """
 
-    p_value: float
+    log10_p: float
     shift: int
     length: int
     mean_abs_corr: float
@@ -224,7 +226,7 @@ def order_test(pieces: np.ndarray, first: np.ndarray, *, min_run: int = 8) -> Or
         >>> noise = 0.1 * rng.normal(size=(30, 32))
         >>> pieces = np.concatenate([rng.normal(size=(3, 32)), first[:30] + noise])
         >>> t = order_test(pieces, first)
-        >>> t.shift, t.length, t.p_value < 1e-6
+        >>> t.shift, t.length, t.log10_p < -6
         (3, 30, True)
     """
     u = unit_rows(pieces.astype(np.float32))
@@ -233,7 +235,7 @@ def order_test(pieces: np.ndarray, first: np.ndarray, *, min_run: int = 8) -> Or
     row_mean = corr.mean(axis=1)
     row_var = corr.var(axis=1)
     shifts = range(max(0, n_p - min_run + 1))
-    best = (2.0, 0, 0, 0.0, 0.0)
+    best = (1.0, 0, 0, 0.0, 0.0)
     for c in shifts:
         length = min(n_f, n_p - c)
         j = np.arange(length)
@@ -241,8 +243,8 @@ def order_test(pieces: np.ndarray, first: np.ndarray, *, min_run: int = 8) -> Or
         mean = float(row_mean[c : c + length].sum())
         var = float(row_var[c : c + length].sum())
         t = s - mean
-        p = 1.0 if t <= 0 else float(np.exp(-(t * t) / (2 * (var + t / 3))))
+        p = 0.0 if t <= 0 else -(t * t) / (2 * (var + t / 3)) / float(np.log(10))
         if p < best[0]:
             best = (p, c, length, s / length, mean / length)
     p_min, c, length, m, null = best
-    return OrderTest(min(1.0, len(shifts) * p_min), c, length, m, null)
+    return OrderTest(min(0.0, float(np.log10(max(1, len(shifts)))) + p_min), c, length, m, null)
