@@ -136,11 +136,13 @@ class _ImageAudit(Detector):
     bit_candidates: int = 4
 
     def unavailable(self, ctx: ScanContext) -> str | None:
-        """Needs the owner's image data with a held-out split."""
+        """Needs the owner's data with a held-out split."""
         if ctx.dataset is None:
             return "needs the owner's training data (--dataset)"
-        if ctx.dataset.modality != "image":
-            return "this audit is for image data; text has owner-correlation-text"
+        if ctx.dataset.modality != "image" and self.by_signs:
+            return "the sign audit reads pixel bytes: image data only (text: owner-correlation)"
+        if ctx.dataset.modality == "text" and ctx.dataset.train.documents is None:
+            return "needs the owner's documents as token sequences"
         if len(ctx.dataset.test) < 8:
             return "needs at least 8 held-out (test) items of the owner's data as its null"
         return None
@@ -263,9 +265,44 @@ class _ImageAudit(Detector):
 @register_detector
 @dataclass(frozen=True, kw_only=True)
 class OwnerCorrelation(_ImageAudit):
-    """Owner audit: weight values correlated with the owner's images (correlated value)."""
+    """Owner audit: weight values correlated with the owner's images or documents.
+
+    Attributes:
+        prefix: Text: tokens of each document matched (its first ``prefix``).
+        text_windows: Text: windows searched for token sequences (every offset in each).
+        text_window_values: Text: values per window.
+        text_items: Text: documents compared per side (training, held-out).
+    """
 
     name: ClassVar[str] = "owner-correlation"
+
+    prefix: int = 64
+    text_windows: int = 8
+    text_window_values: int = 16384
+    text_items: int = 1024
+
+    def run(self, ctx: ScanContext, *, alpha: float = DEFAULT_ALPHA) -> DetectorReport:
+        """Images: see the class; text: token sequences and bag-of-words rows."""
+        assert ctx.dataset is not None
+        if ctx.dataset.modality == "image":
+            return super().run(ctx, alpha=alpha)
+        from covertml.audit.owner.text import text_findings
+
+        findings = text_findings(
+            self.name,
+            ctx,
+            prefix=self.prefix,
+            max_items=self.text_items,
+            max_windows=self.text_windows,
+            window_values=self.text_window_values,
+            ks=self.ks,
+        )
+        note = (
+            f"token-id pieces at every offset of each window (first {self.prefix} tokens of "
+            "each document), and weight rows/columns as long as the vocabulary (TF-IDF and "
+            "counts), matched with the owner's training and held-out documents"
+        )
+        return report_from_findings(self.name, findings, alpha=alpha, note=note)
 
 
 @register_detector

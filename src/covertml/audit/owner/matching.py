@@ -126,17 +126,41 @@ class ItemTest:
         }
 
 
+@dataclass(frozen=True, eq=False)
+class Matches:
+    """How pieces and pooled items (training first, then held-out) match.
+
+    Attributes:
+        by_item: Each item's best |correlation| with any piece.
+        piece_best: Each piece's best |correlation| with any item.
+        piece_item: The item that gives it.
+    """
+
+    by_item: np.ndarray
+    piece_best: np.ndarray
+    piece_item: np.ndarray
+
+    @classmethod
+    def of(cls, corr: np.ndarray) -> Matches:
+        """From a dense ``pieces x items`` matrix of |correlation|."""
+        return cls(corr.max(axis=0), corr.max(axis=1), corr.argmax(axis=1))
+
+    @classmethod
+    def merge(cls, parts: list[Matches]) -> Matches:
+        """Matches of consecutive chunks of pieces, against the same items."""
+        return cls(
+            np.max([p.by_item for p in parts], axis=0),
+            np.concatenate([p.piece_best for p in parts]),
+            np.concatenate([p.piece_item for p in parts]),
+        )
+
+
 def item_test(
     pieces: np.ndarray, train: np.ndarray, test: np.ndarray, *, ks: tuple[int, ...]
 ) -> ItemTest:
     """Hypergeometric test: do the pieces match training items more than held-out ones?
 
-    ``train`` and ``test`` are unit rows (:func:`unit_rows`) of the owner's items. Two
-    label-free selections of items are tested at each ``k``: the ``k`` items best matched by
-    any piece, and the items that the ``k`` best-matching pieces match best. Any selection
-    made without looking at which items are training items leaves the count of training
-    items in it hypergeometric under the null, so both p-values are exact; the reported one
-    is Bonferroni-corrected over both selections and every ``k``.
+    ``train`` and ``test`` are unit rows (:func:`unit_rows`) of the owner's items.
 
     Example:
         >>> rng = np.random.default_rng(0)
@@ -146,21 +170,31 @@ def item_test(
         (8, True)
     """
     u = unit_rows(pieces.astype(np.float32))
-    n_train, n_test = len(train), len(test)
-    pooled_rows = np.concatenate([train, test])
-    corr = np.abs(u @ pooled_rows.T)
+    matches = Matches.of(np.abs(u @ np.concatenate([train, test]).T))
+    return selection_test(matches, len(train), len(test), ks=ks)
+
+
+def selection_test(matches: Matches, n_train: int, n_test: int, *, ks: tuple[int, ...]) -> ItemTest:
+    """The exact test behind :func:`item_test`, from precomputed :class:`Matches`.
+
+    Two label-free selections of items are tested at each ``k``: the ``k`` items best
+    matched by any piece, and the items that the ``k`` best-matching pieces match best. Any
+    selection made without looking at which items are training items leaves the count of
+    training items in it hypergeometric under the null, so both p-values are exact; the
+    reported one is Bonferroni-corrected over both selections and every ``k``.
+    """
     is_train = np.concatenate([np.ones(n_train, bool), np.zeros(n_test, bool)])
-    by_item = corr.max(axis=0)
-    item_order = np.argsort(-by_item, kind="stable")
-    piece_best = corr.argmax(axis=1)
-    piece_order = np.argsort(-corr.max(axis=1), kind="stable")
+    item_order = np.argsort(-matches.by_item, kind="stable")
+    piece_order = np.argsort(-matches.piece_best, kind="stable")
     n = n_train + n_test
     usable = [k for k in ks if 1 <= k <= n // 2] or [max(1, n // 2)]
     best: tuple[float, int, int, str] = (1.0, usable[0], 0, "")
     for k in usable:
         selections = {
             "best-matched items": item_order[:k],
-            "items best matching the best pieces": np.unique(piece_best[piece_order[:k]]),
+            "items best matching the best pieces": np.unique(
+                matches.piece_item[piece_order[:k]]
+            ),
         }
         for how, chosen in selections.items():
             x, size = int(is_train[chosen].sum()), int(chosen.size)
@@ -168,7 +202,7 @@ def item_test(
             if p < best[0]:
                 best = (p, size, x, how)
     p_min, k, x, how = best
-    m_train = by_item[:n_train]
+    m_train = matches.by_item[:n_train]
     top = np.argsort(-m_train)[:8]
     return ItemTest(
         log10_p=min(0.0, float(np.log10(2 * len(usable))) + p_min),
@@ -177,7 +211,7 @@ def item_test(
         expected=k * n_train / n,
         selection=how,
         top_train=tuple((int(i), float(m_train[i])) for i in top),
-        best_test=float(by_item[n_train:].max()) if n_test else 0.0,
+        best_test=float(matches.by_item[n_train:].max()) if n_test else 0.0,
     )
 
 
@@ -216,8 +250,9 @@ def order_test(pieces: np.ndarray, first: np.ndarray, *, min_run: int = 8) -> Or
     Attacks take the first training items in order, so piece ``shift + j`` holds item ``j``.
     The null permutes the items' order: piece and item are then paired at random, and the
     sum of |correlation| along the run concentrates around its permutation mean. The tail
-    is bounded with Bernstein's inequality (terms in [0, 1], the permutation variance),
-    which is conservative where a normal approximation would not be. ``first`` are the
+    is bounded with Bernstein's inequality (the permutation variance, and each term's
+    largest possible deviation given the matrix), which is conservative where a normal
+    approximation would not be. ``first`` are the
     unit rows of the first training items, in order.
 
     Example:
@@ -230,11 +265,40 @@ def order_test(pieces: np.ndarray, first: np.ndarray, *, min_run: int = 8) -> Or
         (3, 30, True)
     """
     u = unit_rows(pieces.astype(np.float32))
-    corr = np.abs(u @ first.T).astype(np.float64)
+    return order_test_of(np.abs(u @ first.T), min_run=min_run)
+
+
+def order_test_of(corr: np.ndarray, *, min_run: int = 8) -> OrderTest:
+    """:func:`order_test` from a precomputed ``pieces x first items`` |correlation| matrix.
+
+    Two statistics along each candidate run, Bonferroni over both and over the shifts:
+    the sum of |correlation| (Bernstein bound: many pieces slightly closer to their items)
+    and Fisher's combination of each piece's rank p-value, the share of items it matches at
+    least as well as its own (few pieces, each matching its own item best). Under a random
+    order each rank p-value is uniform; pieces use distinct items, which only makes Fisher's
+    chi-squared conservative.
+
+    Example:
+        >>> corr = np.full((4, 100), 0.1)
+        >>> corr[np.arange(4), np.arange(4)] = 0.9  # piece j matches item j best
+        >>> round(order_test_of(corr, min_run=4).log10_p)
+        -5
+    """
+    corr = corr.astype(np.float64)
     n_p, n_f = corr.shape
+    if n_p == 0 or n_f == 0:
+        return OrderTest(0.0, 0, 0, 0.0, 0.0)
     row_mean = corr.mean(axis=1)
     row_var = corr.var(axis=1)
+    # conditional on the matrix, the term of row i is one of its entries: |term - mean| <= b_i
+    row_range = np.abs(corr - row_mean[:, None]).max(axis=1)
+    # share of row i's entries at least as large as entry (i, j): the rank p-value
+    order = np.argsort(-corr, axis=1, kind="stable")
+    ranks = np.empty_like(order)
+    np.put_along_axis(ranks, order, np.arange(1, n_f + 1)[None, :].repeat(n_p, 0), axis=1)
+    log_rank_p = np.log(ranks / n_f)
     shifts = range(max(0, n_p - min_run + 1))
+    ln10 = float(np.log(10))
     best = (1.0, 0, 0, 0.0, 0.0)
     for c in shifts:
         length = min(n_f, n_p - c)
@@ -242,9 +306,14 @@ def order_test(pieces: np.ndarray, first: np.ndarray, *, min_run: int = 8) -> Or
         s = float(corr[c + j, j].sum())
         mean = float(row_mean[c : c + length].sum())
         var = float(row_var[c : c + length].sum())
+        b = float(row_range[c : c + length].max())
         t = s - mean
-        p = 0.0 if t <= 0 else -(t * t) / (2 * (var + t / 3)) / float(np.log(10))
+        p_sum = 0.0 if t <= 0 else -(t * t) / (2 * (var + b * t / 3)) / ln10
+        fisher = -2.0 * float(log_rank_p[c + j, j].sum())
+        p_rank = float(stats.chi2.logsf(fisher, 2 * length)) / ln10
+        p = min(p_sum, p_rank)
         if p < best[0]:
             best = (p, c, length, s / length, mean / length)
     p_min, c, length, m, null = best
-    return OrderTest(min(0.0, float(np.log10(max(1, len(shifts)))) + p_min), c, length, m, null)
+    tried = float(np.log10(2 * max(1, len(shifts))))
+    return OrderTest(min(0.0, tried + p_min), c, length, m, null)
