@@ -2,7 +2,7 @@
 
 Usage:
     python bench/detectors_null.py --quick                       # smoke run: a few models
-    python bench/detectors_null.py --data-dir ../shared/data     # the study (hours on 2 cores)
+    python bench/detectors_null.py --data-dir ../shared/data     # the study: hours on 2 cores
 
 HONEST: models of every bundled dataset and model family -- trained by covertml's
 ``Trainer`` (digits MLP, CIFAR-10 ResNet-20, LFW face-cnn, linear text models), left at
@@ -86,7 +86,8 @@ class Family:
     ``arch`` is a covertml model name or one of this script's plain nets (``plain-mlp``,
     ``plain-cnn``); ``trainer`` is ``covertml`` (its ``Trainer`` and the dataset's recipe),
     ``plain`` (this script's loop, with ``optimizer``/``lr``/``augment``/``batch_size``) or
-    ``untrained`` (the random initialization).
+    ``untrained`` (the random initialization). ``recipe`` overrides the dataset's covertml
+    recipe (pairs of option and value).
     """
 
     name: str
@@ -99,11 +100,15 @@ class Family:
     lr: float = 1e-3
     augment: str = "none"  # plain loops: "none", "shift" (1 px) or "flip-crop" (4 px pad)
     batch_size: int = 64
+    recipe: tuple[tuple[str, Any], ...] = ()
 
 
+# covertml's CPU recipe for CIFAR-10 (configs/cpu/cifar10.toml): Adam, no weight decay, cosine
+CIFAR_CPU = (("optimizer", "adam"), ("lr", 1e-3), ("weight_decay", 0.0), ("schedule", "cosine"))
 FAMILIES = [
     Family("digits-mlp", "digits", "mlp", "covertml", 8, epochs=30),
-    Family("cifar10-resnet20", "cifar10", "resnet20", "covertml", 3, epochs=2),
+    Family("cifar10-resnet20", "cifar10", "resnet20", "covertml", 3, epochs=3, recipe=CIFAR_CPU),
+    Family("cifar10-resnet20-sgd", "cifar10", "resnet20", "covertml", 2, epochs=3),
     Family("lfw-face-cnn", "lfw-gender", "face-cnn", "covertml", 2, epochs=1),
     Family("20news-logreg", "20news", "logreg", "covertml", 2, epochs=10),
     Family("20news-linear-svm", "20news", "linear-svm", "covertml", 2, epochs=10),
@@ -114,11 +119,30 @@ FAMILIES = [
     Family("random-face-cnn", "lfw-gender", "face-cnn", "untrained", 1),
     Family("random-logreg", "20news", "logreg", "untrained", 1),
     Family("plain-mlp-adam", "digits", "plain-mlp", "plain", 2, epochs=20, batch_size=32),
-    Family("plain-mlp-sgd-shift", "digits", "plain-mlp", "plain", 2, 20, "sgd", 0.05, "shift", 32),
-    Family("plain-cnn-adam-shift", "digits", "plain-cnn", "plain", 2, 20, augment="shift"),
+    Family(
+        "plain-mlp-sgd-shift",
+        "digits",
+        "plain-mlp",
+        "plain",
+        2,
+        epochs=20,
+        optimizer="sgd",
+        lr=0.05,
+        augment="shift",
+        batch_size=32,
+    ),
+    Family("plain-cnn-adam-shift", "digits", "plain-cnn", "plain", 2, epochs=20, augment="shift"),
     Family("plain-cnn-adam", "cifar10", "plain-cnn", "plain", 2, epochs=3),
     Family(
-        "plain-cnn-sgd-flip-crop", "cifar10", "plain-cnn", "plain", 2, 3, "sgd", 0.05, "flip-crop"
+        "plain-cnn-sgd-flip-crop",
+        "cifar10",
+        "plain-cnn",
+        "plain",
+        2,
+        epochs=3,
+        optimizer="sgd",
+        lr=0.05,
+        augment="flip-crop",
     ),
 ]
 QUICK_FAMILIES = {
@@ -229,7 +253,9 @@ def plain_fit(model: nn.Module, ds: Dataset, fam: Family, seed: int, terms: Sequ
     model.eval()
 
 
-def train(fam: Family, ds: Dataset, seed: int, plant: Plant | None = None) -> tuple[Trained, Any]:
+def train(
+    fam: Family, ds: Dataset, seed: int, plant: Plant | None = None
+) -> tuple[Trained, Planted | None]:
     """Builds and trains one model of ``fam`` (with the attack ``plant`` attaches, if any)."""
     seed_everything(seed)
     start = time.perf_counter()
@@ -242,7 +268,8 @@ def train(fam: Family, ds: Dataset, seed: int, plant: Plant | None = None) -> tu
     planted = plant(model) if plant is not None else None
     hooks = planted.hooks if planted is not None else {}
     if fam.trainer == "covertml":
-        Trainer(recipe(fam.dataset, seed=seed, epochs=fam.epochs), **hooks).fit(model, ds.train)
+        cfg = recipe(fam.dataset, seed=seed, epochs=fam.epochs, **dict(fam.recipe))
+        Trainer(cfg, **hooks).fit(model, ds.train)
     elif fam.trainer == "plain":
         plain_fit(model, ds, fam, seed, hooks.get("loss_terms", ()))
     model.eval()
@@ -322,9 +349,10 @@ QUICK_VARIANTS = {
     "cifar10": [Variant("correlation", layout="hwc")],
 }
 LAMBDAS = {
-    "correlation": (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0),
-    "sign": (0.3, 1.0, 3.0, 10.0, 30.0, 100.0),
+    "correlation": (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0),
+    "sign": (0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1000.0),
 }
+CIFAR_LAMBDAS = {kind: values[2:] for kind, values in LAMBDAS.items()}  # fewer trainings
 
 
 def layout_rows(images: np.ndarray, layout: str) -> np.ndarray:
@@ -508,9 +536,9 @@ class AttackSpec:
 
 def attack_specs(families: dict[str, Family], quick: bool) -> list[AttackSpec]:
     out = []
-    for dataset, family, variants in (
-        ("digits", "digits-mlp", DIGITS_VARIANTS),
-        ("cifar10", "cifar10-resnet20", CIFAR_VARIANTS),
+    for dataset, family, variants, grid in (
+        ("digits", "digits-mlp", DIGITS_VARIANTS, LAMBDAS),
+        ("cifar10", "cifar10-resnet20", CIFAR_VARIANTS, CIFAR_LAMBDAS),
     ):
         if family not in families:
             continue
@@ -521,14 +549,14 @@ def attack_specs(families: dict[str, Family], quick: bool) -> list[AttackSpec]:
                     v.kind,
                     families[family],
                     "lambda",
-                    LAMBDAS[v.kind],
+                    grid[v.kind],
                     lambda s, ds, seed, v=v: plant_variant(v, s, ds, seed),
                 )
             )
     own = {
-        "correlation": ("lam", (0.03, 0.1, 0.3, 1.0, 3.0, 10.0)),
-        "sign": ("lam", (0.3, 1.0, 3.0, 10.0, 30.0, 100.0)),
-        "capacity": ("ratio", (0.1, 0.25, 0.5, 1.0)),
+        "correlation": ("lam", LAMBDAS["correlation"]),
+        "sign": ("lam", LAMBDAS["sign"]),
+        "capacity": ("ratio", (0.1, 0.25, 0.5, 1.0, 2.0)),
         "lsb": ("bits", (1, 2, 4, 8, 16)),
     }
     if "digits-mlp" in families:
@@ -676,7 +704,6 @@ class Study:
         self.data_options = QUICK_DATA if args.quick else DATA
         self.datasets: dict[str, Dataset | None] = {}
         self.honest: dict[str, list[Trained]] = {}
-        self.references: dict[str, list[Trained]] = {}
         self.rows: list[dict[str, Any]] = []
         self.attacked: list[dict[str, Any]] = []
         self.sweeps: list[dict[str, Any]] = []
@@ -721,10 +748,11 @@ class Study:
                 refs = models[1:] + models[:1]
             else:
                 refs = [train(fam, ds, 1000 + m.seed)[0] for m in models]
-            self.honest[fam.name], self.references[fam.name] = models, refs
+            self.honest[fam.name] = models
             for model, ref in zip(models, refs, strict=True):
                 report, errors = run_scan(model, ds, ref, self.args.alpha)
                 row = scan_row(model, report, errors)
+                row["reference_seed"] = ref.seed
                 self.rows.append(row)
                 done += 1
                 print(
@@ -738,7 +766,8 @@ class Study:
             self.honest[fam.name] = [train(fam, ds, 0)[0]]
         return self.honest[fam.name][0]
 
-    def recovered(self, planted: Planted, model: nn.Module) -> float:
+    def recovered(self, planted: Planted | None, model: nn.Module) -> float:
+        assert planted is not None
         try:
             return planted.mape(model)
         except Exception as exc:  # the attacker's decoder failed: nothing recovered
@@ -770,14 +799,17 @@ class Study:
                     break
             assert chosen is not None
             strength, t, planted, mape = chosen
+            assert planted is not None
             self.sweeps.append({"attack": spec.label, "unit": spec.unit, "tried": tried})
             for seed in seeds:
                 if seed != seeds[0]:
-                    t, planted = train(spec.family, ds, seed, spec.plant(strength, ds, seed))
-                    mape = self.recovered(planted, t.model)
+                    t, again = train(spec.family, ds, seed, spec.plant(strength, ds, seed))
+                    assert again is not None
+                    planted, mape = again, self.recovered(again, t.model)
                 report, errors = run_scan(t, ds, ref, self.args.alpha)
                 row = scan_row(t, report, errors)
                 row.update(
+                    reference_seed=ref.seed,
                     attack=spec.label,
                     kind=spec.kind,
                     target=TARGETS[spec.kind],

@@ -52,7 +52,8 @@ def test_correlation_model_is_flagged_by_the_owner_audit(cli, models) -> None:
     assert code == 1 and report["verdict"] == "suspicious"
     assert "owner-correlation" in _flagged(report)
     top = next(d for d in report["detectors"] if d["detector"] == "owner-correlation")
-    assert top["findings"][0]["layer"].endswith("weight")
+    assert "weight" in top["findings"][0]["layer"]  # the window of carriers it matched in
+    assert top["findings"][0]["p_value"] <= 1e-3 and top["findings"][0]["null"]
 
 
 def test_capacity_model_is_flagged_by_the_probe_locally_and_over_http(cli, models) -> None:
@@ -63,7 +64,7 @@ def test_capacity_model_is_flagged_by_the_probe_locally_and_over_http(cli, model
         code, remote, _ = _scan(cli, models["honest"], *ref, "--endpoint", server.url)
     # the file scanned is the honest one, but the probe asks the (abused) endpoint
     assert code == 1 and _flagged(remote) == {"noise-probe"}
-    assert remote["detectors"][0]["findings"][0]["evidence"]["queries"] == 1000
+    assert remote["detectors"][0]["findings"][0]["evidence"]["queries"] == 4000  # 2000 + copies
 
 
 def test_scan_errors_exit_2_with_one_line(cli, models, tmp_path) -> None:

@@ -183,6 +183,9 @@ class Detector(ABC):
 
     name: ClassVar[str]
     kind: ClassVar[str]  # "white-box", "owner-audit" or "black-box"
+    #: Whether a scan runs it when no detectors are named (only detectors whose p-values
+    #: hold the family-wise false-positive rate on honest models are).
+    in_default: ClassVar[bool] = True
 
     def unavailable(self, ctx: ScanContext) -> str | None:
         """Why this detector cannot run on ``ctx`` (``None`` when it can)."""
@@ -202,7 +205,7 @@ DETECTORS: Registry[Detector] = Registry("detector")
 
 def register_detector(cls: type[Detector]) -> type[Detector]:
     """Class decorator registering a detector under ``cls.name``."""
-    return DETECTORS.register_class(cls, kind=cls.kind)
+    return DETECTORS.register_class(cls, kind=cls.kind, default=cls.in_default)
 
 
 def list_detectors() -> list[str]:

@@ -89,7 +89,7 @@ def scan(
     name: str = "model",
     alpha: float = DEFAULT_ALPHA,
 ) -> ScanReport:
-    """Runs ``detectors`` (default: every one that applies) on the model in ``ctx``.
+    """Runs ``detectors`` (default: every default one that applies) on the model in ``ctx``.
 
     Every finding of every detector is one test with its own p-value; they are corrected
     together (Holm), so an honest model is flagged with probability at most ``alpha``.
@@ -107,7 +107,11 @@ def scan(
         raise ConfigError(f"alpha must be in (0, 1), got {alpha}", fix="use e.g. --alpha 1e-3")
     start = time.perf_counter()
     explicit = detectors is not None
-    names = list(detectors) if detectors is not None else DETECTORS.names()
+    names = (
+        list(detectors)
+        if detectors is not None
+        else [e.name for e in DETECTORS if e.meta.get("default", True)]
+    )
     reports, skipped = [], {}
     for det_name in names:
         detector = create_detector(det_name, **(options or {}).get(det_name, {}))

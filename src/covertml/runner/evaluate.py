@@ -113,7 +113,14 @@ def scan_model(
         seed=seed,
     )
     report = scan(ctx)
+    probe: dict[str, Any] = {}
+    if reference is not None:  # the black-box probe is opt-in: recorded beside the verdict
+        from covertml.audit import create_detector
+
+        found = create_detector("noise-probe").run(ctx, alpha=report.alpha)
+        probe = {"noise_probe_p": found.p_value, "noise_probe_flagged": found.flagged}
     return {
+        **probe,
         "verdict": report.verdict,
         "flagged_by": [r.detector for r in report.reports if r.flagged],
         "scores": {r.detector: r.score for r in report.reports},

@@ -66,19 +66,27 @@ def energy_by_offset(values: np.ndarray, pcs: np.ndarray) -> np.ndarray:
     return np.clip(out, 0.0, 1.0)
 
 
-def best_phase(energy: np.ndarray, size: int) -> tuple[int, float]:
-    """The start in ``[0, size)`` whose whole pieces have the largest mean ``energy``.
+def best_phase(energy: np.ndarray, size: int, *, run: int = 16) -> tuple[int, float]:
+    """The start in ``[0, size)`` whose pieces look most like items somewhere in the window.
+
+    A phase is scored by the best mean ``energy`` of ``run`` consecutive whole pieces, so
+    that a secret filling a small part of a window is aligned by its own pieces, not by the
+    rest of the window.
 
     Example:
-        >>> best_phase(np.array([0.1, 0.9, 0.1, 0.1, 0.7, 0.2, 0.1]), 3)
+        >>> best_phase(np.array([0.1, 0.9, 0.1, 0.1, 0.7, 0.2, 0.1]), 3, run=2)
         (1, 0.8)
     """
     n = energy.size // size
     if n == 0:
         return 0, 0.0
-    per_phase = energy[: n * size].reshape(n, size).mean(axis=0)
-    phase = int(per_phase.argmax())
-    return phase, float(per_phase[phase])
+    per_piece = energy[: n * size].reshape(n, size)  # row i: piece i at every phase
+    k = min(run, n)
+    sums = np.cumsum(np.vstack([np.zeros((1, size)), per_piece]), axis=0)
+    local = (sums[k:] - sums[:-k]) / k  # mean of k consecutive pieces, per phase
+    scores = local.max(axis=0)
+    phase = int(scores.argmax())
+    return phase, float(round(scores[phase], 12))
 
 
 def pieces_at(values: np.ndarray, phase: int, size: int, limit: int) -> np.ndarray:
@@ -268,7 +276,7 @@ def order_test(pieces: np.ndarray, first: np.ndarray, *, min_run: int = 8) -> Or
     return order_test_of(np.abs(u @ first.T), min_run=min_run)
 
 
-def order_test_of(corr: np.ndarray, *, min_run: int = 8) -> OrderTest:
+def order_test_of(corr: np.ndarray, *, min_run: int = 8, max_items: int = 256) -> OrderTest:
     """:func:`order_test` from a precomputed ``pieces x first items`` |correlation| matrix.
 
     Two statistics along each candidate run, Bonferroni over both and over the shifts:
@@ -276,7 +284,7 @@ def order_test_of(corr: np.ndarray, *, min_run: int = 8) -> OrderTest:
     and Fisher's combination of each piece's rank p-value, the share of items it matches at
     least as well as its own (few pieces, each matching its own item best). Under a random
     order each rank p-value is uniform; pieces use distinct items, which only makes Fisher's
-    chi-squared conservative.
+    chi-squared conservative. Runs over the first ``max_items`` items are tested.
 
     Example:
         >>> corr = np.full((4, 100), 0.1)
@@ -284,9 +292,10 @@ def order_test_of(corr: np.ndarray, *, min_run: int = 8) -> OrderTest:
         >>> round(order_test_of(corr, min_run=4).log10_p)
         -5
     """
-    corr = corr.astype(np.float64)
+    corr = corr[:, :max_items].astype(np.float64)
     n_p, n_f = corr.shape
-    if n_p == 0 or n_f == 0:
+    n_shifts = max(0, n_p - min_run + 1)
+    if n_shifts == 0 or n_f == 0:
         return OrderTest(0.0, 0, 0, 0.0, 0.0)
     row_mean = corr.mean(axis=1)
     row_var = corr.var(axis=1)
@@ -295,25 +304,29 @@ def order_test_of(corr: np.ndarray, *, min_run: int = 8) -> OrderTest:
     # share of row i's entries at least as large as entry (i, j): the rank p-value
     order = np.argsort(-corr, axis=1, kind="stable")
     ranks = np.empty_like(order)
-    np.put_along_axis(ranks, order, np.arange(1, n_f + 1)[None, :].repeat(n_p, 0), axis=1)
+    np.put_along_axis(ranks, order, np.broadcast_to(np.arange(1, n_f + 1), corr.shape), axis=1)
     log_rank_p = np.log(ranks / n_f)
-    shifts = range(max(0, n_p - min_run + 1))
+    # every run at once: row c + j pairs with item j, for j < length(c)
+    c = np.arange(n_shifts)[:, None]
+    j = np.arange(n_f)[None, :]
+    rows = c + j
+    valid = rows < n_p
+    rows = np.where(valid, rows, 0)
+    length = valid.sum(axis=1)
+    s = np.where(valid, corr[rows, j], 0.0).sum(axis=1)
+    mean = np.where(valid, row_mean[rows], 0.0).sum(axis=1)
+    var = np.where(valid, row_var[rows], 0.0).sum(axis=1)
+    b = np.where(valid, row_range[rows], 0.0).max(axis=1)
+    fisher = -2.0 * np.where(valid, log_rank_p[rows, j], 0.0).sum(axis=1)
+    t = s - mean
     ln10 = float(np.log(10))
-    best = (1.0, 0, 0, 0.0, 0.0)
-    for c in shifts:
-        length = min(n_f, n_p - c)
-        j = np.arange(length)
-        s = float(corr[c + j, j].sum())
-        mean = float(row_mean[c : c + length].sum())
-        var = float(row_var[c : c + length].sum())
-        b = float(row_range[c : c + length].max())
-        t = s - mean
-        p_sum = 0.0 if t <= 0 else -(t * t) / (2 * (var + b * t / 3)) / ln10
-        fisher = -2.0 * float(log_rank_p[c + j, j].sum())
-        p_rank = float(stats.chi2.logsf(fisher, 2 * length)) / ln10
-        p = min(p_sum, p_rank)
-        if p < best[0]:
-            best = (p, c, length, s / length, mean / length)
-    p_min, c, length, m, null = best
-    tried = float(np.log10(2 * max(1, len(shifts))))
-    return OrderTest(min(0.0, tried + p_min), c, length, m, null)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p_sum = np.where(t > 0, -(t * t) / (2 * (var + b * t / 3)) / ln10, 0.0)
+    p_rank = stats.chi2.logsf(fisher, 2 * length) / ln10
+    p = np.minimum(p_sum, p_rank)
+    k = int(np.argmin(p))
+    tried = float(np.log10(2 * n_shifts))
+    return OrderTest(
+        min(0.0, tried + float(p[k])), k, int(length[k]), float(s[k] / length[k]),
+        float(mean[k] / length[k]),
+    )

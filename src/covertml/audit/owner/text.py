@@ -55,7 +55,7 @@ def prefixes(docs: Documents, *, length: int, limit: int, rng: np.random.Generat
     Example:
         >>> docs = Documents.from_lists([[1, 2, 3], [4], [3, 2, 1]])
         >>> rows, ids = prefixes(docs, length=3, limit=9, rng=np.random.default_rng(0), first=True)
-        >>> ids.tolist(), rows.round(3).tolist()[0]
+        >>> ids.tolist(), [round(float(v), 3) for v in rows[0]]
         ([0, 2], [-0.707, 0.0, 0.707])
     """
     eligible = np.flatnonzero(docs.lengths() >= length)
