@@ -57,7 +57,7 @@ MAPE_OK = 55.0  # the attacker recovers the data: mean absolute pixel error <= 5
 TARGETS = {
     "correlation": "owner-correlation",
     "sign": "owner-sign",
-    "capacity": "noise-probe",
+    "capacity": "noise-probe (opt-in)",
     "lsb": "lsb-stats",
 }
 LUMA = {"grey601": (0.299, 0.587, 0.114), "grey709": (0.2126, 0.7152, 0.0722)}
@@ -620,6 +620,19 @@ def jsonable(x: Any) -> Any:
     return json.loads(json.dumps(x, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
 
 
+def probe_p(t: Trained, ds: Dataset, ref: Trained | None, alpha: float) -> float | None:
+    """The opt-in noise probe's p-value against the reference (outside the scan's verdict)."""
+    if ref is None or t.info is None:
+        return None
+    ctx = ScanContext(
+        tensors_of(t.model), info=t.info, model=t.model, reference_model=ref.model, dataset=ds
+    )
+    detector = create_detector("noise-probe")
+    if detector.unavailable(ctx) is not None:
+        return None
+    return detector.run(ctx, alpha=alpha).p_value
+
+
 def scan_row(t: Trained, report: ScanReport, errors: dict[str, str]) -> dict[str, Any]:
     """What the study keeps of one scan."""
     detectors = {}
@@ -752,6 +765,12 @@ class Study:
             for model, ref in zip(models, refs, strict=True):
                 report, errors = run_scan(model, ds, ref, self.args.alpha)
                 row = scan_row(model, report, errors)
+                probe = probe_p(model, ds, ref, self.args.alpha)
+                row["noise_probe_p"] = probe
+                if probe is not None:  # opt-in: beside the verdict, not in it
+                    row["p"]["noise-probe (opt-in)"] = probe
+                    if probe <= self.args.alpha:
+                        row["flagged_by"].append("noise-probe (opt-in)")
                 row["reference_seed"] = ref.seed
                 self.rows.append(row)
                 done += 1
@@ -808,6 +827,12 @@ class Study:
                     planted, mape = again, self.recovered(again, t.model)
                 report, errors = run_scan(t, ds, ref, self.args.alpha)
                 row = scan_row(t, report, errors)
+                probe = probe_p(t, ds, ref, self.args.alpha)
+                row["noise_probe_p"] = probe
+                if probe is not None:  # opt-in: beside the verdict, not in it
+                    row["p"]["noise-probe (opt-in)"] = probe
+                    if probe <= self.args.alpha:
+                        row["flagged_by"].append("noise-probe (opt-in)")
                 row.update(
                     reference_seed=ref.seed,
                     attack=spec.label,
