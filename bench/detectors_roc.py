@@ -7,8 +7,13 @@ Trains ``--seeds`` models per (attack, strength) and 2 x ``--seeds`` honest mode
 with its own seed), scans every one with every detector -- the owner audits with the
 digits data, the distribution test and the noise probe both with and without a trusted
 reference (an honest model of a seed no other model uses) -- and reports, per detector and
-attack, the ROC AUC of the score and the true-positive rate at the default threshold, plus
+attack, the ROC AUC of the score and the true-positive rate at alpha, plus
 each detector's false-positive rate on the honest models.
+
+Every detector now answers with a p-value against a null it builds itself; the score
+ranked here is -log10 of the detector's family-wise (Holm) p-value (its log10 evidence
+where the p-value underflows), and a model counts as detected when that p-value is at most
+``--alpha`` (default 1e-3).
 """
 
 from __future__ import annotations
@@ -56,7 +61,15 @@ def train(ds, seed: int, attack: str | None, options: dict) -> object:
     return model.eval()
 
 
-def scores(model, ds, reference) -> dict[str, float]:
+def strength(report) -> float:
+    """-log10 of the report's p-value, from the evidence's log10 where it underflows."""
+    if report.p_value > 0:
+        return min(-np.log10(report.p_value), 400.0)
+    top = report.findings[0]
+    return min(-float(top.evidence.get("log10_p", -400.0)), 400.0)
+
+
+def scores(model, ds, reference, alpha: float) -> dict[str, float]:
     tensors = {k: v.detach().clone() for k, v in model.state_dict().items()}
     info = ModelInfo(model_spec(model))
     out = {}
@@ -70,16 +83,18 @@ def scores(model, ds, reference) -> dict[str, float]:
             dataset=ds,
         )
         det = create_detector(name)
-        report = det.run(ctx)
+        report = det.run(ctx, alpha=alpha)
         key = name + ("+ref" if with_ref else "")
-        out[key] = report.score
-        out[key + ":threshold"] = report.threshold
+        out[key] = strength(report)
+        out[key + ":p"] = report.p_value
+        out[key + ":flagged"] = report.flagged
     return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--alpha", type=float, default=1e-3)
     args = parser.parse_args()
     ds = create_dataset("digits")
     reference = train(ds, 10_000, None, {})
@@ -91,7 +106,14 @@ def main() -> None:
             jobs += [(attack, attack, opts, 100 + s) for s in range(args.seeds)]
     for i, (label, attack, opts, seed) in enumerate(jobs):
         model = train(ds, seed, attack, opts)
-        rows.append({"class": label, "options": opts, "seed": seed, **scores(model, ds, reference)})
+        rows.append(
+            {
+                "class": label,
+                "options": opts,
+                "seed": seed,
+                **scores(model, ds, reference, args.alpha),
+            }
+        )
         print(
             f"[{i + 1}/{len(jobs)}] {label} {opts} seed {seed} ({time.time() - start:.0f} s)",
             flush=True,
@@ -101,20 +123,19 @@ def main() -> None:
     table, summary = [], {}
     for key in keys:
         h = np.array([r[key] for r in honest])
-        thr = honest[0][key + ":threshold"]
-        fpr = float((h > thr).mean())
+        fpr = float(np.mean([r[key + ":flagged"] for r in honest]))
         cells = [key, f"{100 * fpr:.0f}%"]
         for attack in SETTINGS:
             a = np.array([r[key] for r in rows if r["class"] == attack])
             auc = roc_auc_score(np.r_[np.zeros(h.size), np.ones(a.size)], np.r_[h, a])
-            tpr = float((a > thr).mean())
+            tpr = float(np.mean([r[key + ":flagged"] for r in rows if r["class"] == attack]))
             summary[f"{key}/{attack}"] = {"auc": auc, "tpr": tpr, "fpr": fpr}
             cells.append(f"{auc:.3f} ({100 * tpr:.0f}%)")
         table.append(cells)
     save_record("detectors-roc", {"seeds": args.seeds, "summary": summary, "rows": rows})
     print(
         f"{len(honest)} honest models; {args.seeds} per attack setting; "
-        "cells: ROC AUC (detection rate at the default threshold)"
+        f"cells: ROC AUC of -log10 p (detection rate at alpha = {args.alpha:g})"
     )
     print(markdown_table(["detector", "false positives", *SETTINGS], table))
 

@@ -55,7 +55,11 @@ def colour() -> Dataset:
 def _mlp(inputs: int, seed: int) -> nn.Module:
     torch.manual_seed(seed)
     return nn.Sequential(
-        nn.Flatten(), nn.Linear(inputs, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(inputs, 128),
+        nn.ReLU(),
+        nn.Linear(128, 64),
+        nn.ReLU(),
         nn.Linear(64, 10),
     )
 
@@ -211,7 +215,12 @@ def test_correlation_in_any_layout_is_flagged(colour, layout) -> None:
     ("where", "carriers", "order", "sign"),
     [
         ("random items, offset 1000 into layer 2", _param_order(1000, start=2), "random", 1),
-        ("anti-correlated, name order across tensors", _name_order(700, start="1.weight"), "first", -1),
+        (
+            "anti-correlated, name order across tensors",
+            _name_order(700, start="1.weight"),
+            "first",
+            -1,
+        ),
         ("first items at offset 37 of the parameters", _param_order(37), "first", 1),
     ],
 )
@@ -227,12 +236,18 @@ def test_correlation_at_any_offset_order_and_sign_is_flagged(
 
 def _sign_attack(ds: Dataset, pixels: np.ndarray, *, msb_first: bool, positive_is_one: bool):
     """Sign encoding by a third party: bits of uint8 pixels, its own bit order and mapping."""
-    bits = np.unpackbits(pixels.astype(np.uint8).reshape(-1), bitorder="big" if msb_first else "little")
-    s = torch.tensor(np.where(bits == 1, 1.0, -1.0) * (1 if positive_is_one else -1), dtype=torch.float32)
+    bits = np.unpackbits(
+        pixels.astype(np.uint8).reshape(-1), bitorder="big" if msb_first else "little"
+    )
+    s = torch.tensor(
+        np.where(bits == 1, 1.0, -1.0) * (1 if positive_is_one else -1), dtype=torch.float32
+    )
     carriers = _param_order()
 
     def attack(lam: float) -> tuple[nn.Module, float]:
-        model = _train(ds, seed=5, penalty=lambda m: lam * torch.relu(-carriers(m)[: s.numel()] * s).mean())
+        model = _train(
+            ds, seed=5, penalty=lambda m: lam * torch.relu(-carriers(m)[: s.numel()] * s).mean()
+        )
         w = carriers(model)[: s.numel()].detach().numpy()
         got = (w > 0) == positive_is_one
         decoded = np.packbits(got.astype(np.uint8), bitorder="big" if msb_first else "little")

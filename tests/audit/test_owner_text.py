@@ -31,7 +31,10 @@ def _make_corpus() -> Dataset:
     rng = np.random.default_rng(0)
     docs, labels = _corpus(1400, rng)
     counts = sp.csr_matrix(
-        (np.ones(sum(d.size for d in docs)), (np.repeat(np.arange(len(docs)), [d.size for d in docs]), np.concatenate(docs))),
+        (
+            np.ones(sum(d.size for d in docs)),
+            (np.repeat(np.arange(len(docs)), [d.size for d in docs]), np.concatenate(docs)),
+        ),
         shape=(len(docs), VOCAB),
     )
     tfidf = TfidfTransformer().fit(counts[:1000]).transform(counts).astype(np.float32).tocsr()

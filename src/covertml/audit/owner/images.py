@@ -12,7 +12,7 @@ window is chosen without labels, and the verdict is the exact train-vs-held-out 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
@@ -28,20 +28,20 @@ from covertml.audit.base import (
 from covertml.audit.owner.layouts import Layout, candidate_layouts, distinct_layouts, unit_rows
 from covertml.audit.owner.matching import (
     ItemTest,
-    OrderTest,
     best_phase,
     components,
     energy_by_offset,
     item_test,
-    order_test,
     pieces_at,
 )
+from covertml.audit.owner.order import OrderTest, order_test
 from covertml.audit.owner.streams import Window, windows
 from covertml.data.base import Dataset
 
 NULL = (
-    "the owner's held-out (test) items: training and held-out items are exchangeable unless "
-    "the weights encode training items (hypergeometric, exact)"
+    "the owner's held-out (test) items are matched as well as the training items "
+    "(hypergeometric, exact), and the first training items in dataset order no better than "
+    "in a random order (rank and Bernstein bounds)"
 )
 
 
@@ -74,17 +74,17 @@ def owner_sample(
     return train.astype(np.int64), test.astype(np.int64)
 
 
-def sign_bytes(values: np.ndarray, *, offset: int, order: str) -> np.ndarray:
+def sign_bytes(values: np.ndarray, *, offset: int, order: Literal["big", "little"]) -> np.ndarray:
     """Bytes spelled by the signs of ``values[offset:]`` (positive = 1), 8 signs a byte.
 
     Example:
         >>> v = np.array([1, -1, -1, -1, -1, -1, -1, -1.0])
-        >>> sign_bytes(v, offset=0, order="big").tolist(), sign_bytes(v, offset=0, order="little").tolist()
-        ([128.0], [1.0])
+        >>> [sign_bytes(v, offset=0, order=o).tolist() for o in ("big", "little")]
+        [[128.0], [1.0]]
     """
     bits = (values[offset:] > 0).astype(np.uint8)
     bits = bits[: bits.size - bits.size % 8]
-    out: np.ndarray = np.packbits(bits, bitorder=order).astype(np.float32)  # type: ignore[arg-type]
+    out: np.ndarray = np.packbits(bits, bitorder=order).astype(np.float32)
     return out
 
 
@@ -150,9 +150,13 @@ class _ImageAudit(Detector):
     def _streams(self, window: Window) -> list[tuple[np.ndarray, str | None]]:
         if not self.by_signs:
             return [(window.values, None)]
+        orders: tuple[tuple[Literal["big", "little"], str], ...] = (
+            ("big", "MSB"),
+            ("little", "LSB"),
+        )
         return [
             (sign_bytes(window.values, offset=b, order=order), f"{name}-first, bit offset {b}")
-            for order, name in (("big", "MSB"), ("little", "LSB"))
+            for order, name in orders
             for b in range(8)
         ]
 
@@ -164,6 +168,8 @@ class _ImageAudit(Detector):
         test: np.ndarray,
         window: Window,
         merged: list[str],
+        *,
+        first: int,
     ) -> _Candidate | None:
         p = layout.size
         aligned = []
@@ -179,7 +185,7 @@ class _ImageAudit(Detector):
             if len(pieces) < 2:
                 continue
             result = item_test(pieces, train, test, ks=self.ks)
-            order = order_test(pieces, train[: self._first])
+            order = order_test(pieces, train[:first])
             cand = _Candidate(result, order, layout.name, merged, phase, share, bits, len(tried))
             if best is None or cand.log10_p < best.log10_p:
                 best = cand
@@ -194,7 +200,7 @@ class _ImageAudit(Detector):
         train_ids, test_ids = owner_sample(
             ds, max_items=self.max_items, max_values=self.max_cells // p_max, seed=ctx.seed
         )
-        object.__setattr__(self, "_first", int(np.sum(train_ids == np.arange(train_ids.size))))
+        first = int(np.sum(train_ids == np.arange(train_ids.size)))  # the first items, in order
         stats_ids = np.random.default_rng([ctx.seed, 7]).choice(
             len(ds.train), min(2048, len(ds.train)), replace=False
         )
@@ -214,10 +220,12 @@ class _ImageAudit(Detector):
             train = unit_rows(layout.rows(images[train_ids]))
             test = unit_rows(layout.rows(np.asarray(ds.test.x)[test_ids]))
             pooled = np.concatenate([train, test])
-            pick = np.random.default_rng(layout.size).choice(len(pooled), min(512, len(pooled)), replace=False)
+            pick = np.random.default_rng(layout.size).choice(
+                len(pooled), min(512, len(pooled)), replace=False
+            )
             pcs = components(pooled[pick], self.components)
             for i, window in enumerate(found):
-                cand = self._search(layout, pcs, train, test, window, merged)
+                cand = self._search(layout, pcs, train, test, window, merged, first=first)
                 if cand is not None and (i not in best or cand.log10_p < best[i].log10_p):
                     best[i] = cand
         findings = [
@@ -228,8 +236,9 @@ class _ImageAudit(Detector):
         note = (
             f"item-sized pieces of each window's {what}, aligned without labels, matched with "
             f"{len(train_ids)} training and {len(test_ids)} held-out items of the owner's data in "
-            f"{len(layouts)} representations; flagged when training items match far more often "
-            "than held-out ones could by chance"
+            f"{len(layouts)} representations; flagged when training items match far better "
+            "than held-out ones, or the first training items line up in dataset order, beyond "
+            "chance"
         )
         return report_from_findings(self.name, findings, alpha=alpha, note=note)
 

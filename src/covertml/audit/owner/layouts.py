@@ -67,6 +67,14 @@ def _chw(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2), dtype=np.float32)
 
 
+def _channel(i: int) -> Transform:
+    def transform(x: np.ndarray) -> np.ndarray:
+        out: np.ndarray = x[..., i].astype(np.float32)
+        return out
+
+    return transform
+
+
 def _grey(x: np.ndarray) -> np.ndarray:
     return x.astype(np.float32) @ LUMA.astype(np.float32)
 
@@ -90,7 +98,7 @@ def candidate_layouts(stats_images: np.ndarray) -> list[Layout]:
     else:
         out.append(Layout("grey", hw, _grey))
         for i, colour in enumerate(("red", "green", "blue")[:c]):
-            out.append(Layout(colour, hw, lambda x, i=i: x[..., i].astype(np.float32)))
+            out.append(Layout(colour, hw, _channel(i)))
         out.append(Layout("RGB HWC", c * hw, _hwc))
         out.append(Layout("RGB CHW", c * hw, _chw))
         for name, layout in (("RGB HWC", _hwc), ("RGB CHW", _chw)):
@@ -124,7 +132,8 @@ def _pixel_standardizer(stats_images: np.ndarray, layout: Layout) -> Transform:
     std[std == 0] = 1.0
 
     def transform(images: np.ndarray) -> np.ndarray:
-        return (layout.rows(images) - mean) / std
+        out: np.ndarray = (layout.rows(images) - mean) / std
+        return out
 
     return transform
 

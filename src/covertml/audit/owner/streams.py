@@ -58,7 +58,10 @@ def carrier_orders(
     out: dict[str, list[str]] = {}
     seen: set[tuple[str, ...]] = set()
     for label, names in bases.items():
-        for suffix, keep in (("", names), (", 2-D and up", [k for k in names if tensors[k].ndim >= 2])):
+        for suffix, keep in (
+            ("", names),
+            (", 2-D and up", [k for k in names if tensors[k].ndim >= 2]),
+        ):
             key = tuple(keep)
             if keep and key not in seen:
                 seen.add(key)

@@ -18,7 +18,6 @@ a bag-of-words encoding of documents in another order is not detected.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import numpy as np
@@ -26,7 +25,8 @@ import scipy.sparse as sp
 
 from covertml.audit.base import Finding, ScanContext
 from covertml.audit.owner.layouts import unit_rows
-from covertml.audit.owner.matching import ItemTest, Matches, order_test_of, selection_test
+from covertml.audit.owner.matching import ItemTest, Matches, selection_test
+from covertml.audit.owner.order import order_test_of
 from covertml.audit.owner.streams import windows
 from covertml.data.base import Dataset, Documents
 
@@ -46,8 +46,9 @@ def _sample(n: int, limit: int, rng: np.random.Generator, *, first: bool) -> np.
     return np.concatenate([head, np.sort(rest)])
 
 
-def prefixes(docs: Documents, *, length: int, limit: int, rng: np.random.Generator, first: bool
-             ) -> tuple[np.ndarray, np.ndarray]:
+def prefixes(
+    docs: Documents, *, length: int, limit: int, rng: np.random.Generator, first: bool
+) -> tuple[np.ndarray, np.ndarray]:
     """Unit rows of the first ``length`` token ids of documents at least that long.
 
     Returns the rows and the documents' indices.
@@ -115,7 +116,13 @@ def _counts(docs: Documents, ids: np.ndarray, vocab: int) -> sp.csr_matrix:
 
 
 def _finding(
-    name: str, where: str, test: ItemTest, ids: np.ndarray, *, multiplier: int, tests: int,
+    name: str,
+    where: str,
+    test: ItemTest,
+    ids: np.ndarray,
+    *,
+    multiplier: int,
+    tests: int,
     extra: dict[str, Any],
 ) -> Finding:
     log10_p = min(0.0, float(np.log10(multiplier)) + test.log10_p)
@@ -123,8 +130,13 @@ def _finding(
     for match in evidence["best_train_matches"]:
         match["train_document"] = match.pop("train_index")
     return Finding(
-        name, where, score=test.train_in_top / test.k, p_value=float(10.0**log10_p),
-        null=NULL, tests=tests, evidence=evidence,
+        name,
+        where,
+        score=test.train_in_top / test.k,
+        p_value=float(10.0**log10_p),
+        null=NULL,
+        tests=tests,
+        evidence=evidence,
     )
 
 
@@ -143,18 +155,29 @@ def text_findings(
     assert ds is not None and ds.train.documents is not None and ds.test.documents is not None
     rng = np.random.default_rng([ctx.seed, 0x7E47])
     findings: list[Finding] = []
-    train, train_ids = prefixes(ds.train.documents, length=prefix, limit=max_items, rng=rng, first=True)
+    train, train_ids = prefixes(
+        ds.train.documents, length=prefix, limit=max_items, rng=rng, first=True
+    )
     test, _ = prefixes(ds.test.documents, length=prefix, limit=max_items, rng=rng, first=False)
     pooled = np.concatenate([train, test])
     per = 2 * len(ks)
     if len(train) >= 8 and len(test) >= 8:
-        for w in windows(ctx.tensors, model=ctx.model, length=window_values, max_windows=max_windows):
+        for w in windows(
+            ctx.tensors, model=ctx.model, length=window_values, max_windows=max_windows
+        ):
             if w.values.size < 2 * prefix:
                 continue
             result = selection_test(token_matches(w.values, pooled), len(train), len(test), ks=ks)
             findings.append(
-                _finding(name, w.label, result, train_ids, multiplier=1, tests=per,
-                         extra={"representation": f"token ids, first {prefix} of each document"})
+                _finding(
+                    name,
+                    w.label,
+                    result,
+                    train_ids,
+                    multiplier=1,
+                    tests=per,
+                    extra={"representation": f"token ids, first {prefix} of each document"},
+                )
             )
     vocab = ds.train.x.shape[1]
     tr_ids = np.arange(min(max_items, len(ds.train)))
