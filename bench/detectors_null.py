@@ -34,6 +34,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -796,6 +797,9 @@ class Study:
     def run_attacks(self) -> None:
         families = {f.name: f for f in self.families()}
         specs = attack_specs(families, self.args.quick)
+        if self.args.attack_datasets:
+            keep = set(self.args.attack_datasets.split(","))
+            specs = [sp for sp in specs if sp.family.dataset in keep]
         for i, spec in enumerate(specs, 1):
             ds = self.dataset(spec.family.dataset)
             if ds is None:
@@ -955,6 +959,12 @@ def main() -> None:
     parser.add_argument("--alpha", type=float, default=1e-3)
     parser.add_argument("--seeds", type=int, default=None, help="seeds per attack variant")
     parser.add_argument("--skip-attacks", action="store_true", help="honest models only")
+    parser.add_argument(
+        "--honest-from", default=None, help="reuse the honest rows of this earlier record"
+    )
+    parser.add_argument(
+        "--attack-datasets", default=None, help="comma-separated: attack only these datasets"
+    )
     args = parser.parse_args()
     if args.seeds is None:
         args.seeds = 1 if args.quick else 3
@@ -962,7 +972,10 @@ def main() -> None:
     torch.set_num_threads(1)
     study = Study(args)
     with threadpool_limits(1):
-        study.run_honest()
+        if args.honest_from:
+            study.rows = json.loads(Path(args.honest_from).read_text())["honest"]
+        else:
+            study.run_honest()
         if not args.skip_attacks:
             study.run_attacks()
     h_header, h_table = study.honest_table()

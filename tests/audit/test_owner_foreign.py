@@ -280,3 +280,40 @@ def test_the_same_loops_without_the_attack_are_not_flagged(colour, optimizer) ->
         detectors=["owner-correlation", "owner-sign"],
     )
     assert not report.flagged, [(r.detector, r.p_value) for r in report.reports]
+
+
+def test_cli_scan_of_a_foreign_file_with_the_owner_npz(
+    colour, tmp_path, cli, isolated_cache
+) -> None:
+    """A third party's file (plain safetensors, no covertml metadata) and the owner's npz."""
+    import json
+
+    from safetensors.torch import save_file
+
+    data = tmp_path / "owner.npz"
+    np.savez(
+        data,
+        x_train=np.asarray(colour.train.x),
+        y_train=colour.train.y,
+        x_test=np.asarray(colour.test.x),
+        y_test=colour.test.y,
+    )
+    items = _items(colour, 40)
+    secret = LAYOUTS["RGB CHW, 0-255"](items, colour).reshape(len(items), -1)
+    model, _, _ = _correlation_attack(colour, secret, _param_order())
+    # stored in name order, as some exporters do; the attacker used parameter order
+    state = {k: v.detach().clone().contiguous() for k, v in sorted(model.state_dict().items())}
+    path = tmp_path / "theirs.safetensors"
+    save_file(state, str(path))
+    code, out, err = cli("scan", str(path), "-d", f"npz:{data}", "--json")
+    assert code == 1, err
+    report = json.loads(out)
+    owner = next(d for d in report["detectors"] if d["detector"] == "owner-correlation")
+    assert owner["flagged"] and owner["findings"][0]["evidence"]["representation"] == "RGB CHW"
+    honest = tmp_path / "honest.safetensors"
+    save_file(
+        {k: v.detach().clone() for k, v in _train(colour, seed=21).state_dict().items()},
+        str(honest),
+    )
+    code, out, _ = cli("scan", str(honest), "-d", f"npz:{data}", "--json")
+    assert code == 0, json.loads(out)["detectors"]

@@ -101,7 +101,13 @@ def summary_table(records: list[dict[str, Any]]) -> Table:
             str(rec.get("items", "")),
             "" if rec.get("mape") is None else f"{rec['mape']:.1f}",
             via,
-            "[red]flagged[/]" if flagged else "[green]clean[/]",
+            "[red]flagged[/]"
+            if flagged
+            else (
+                f"[yellow]probe p={scan['noise_probe_p']:.1g}[/]"
+                if scan.get("noise_probe_flagged")
+                else "[green]clean[/]"
+            ),
             _after(records, r, "lsb-randomize"),
             _after(records, r, "int8"),
         )

@@ -274,7 +274,13 @@ def scan_table(records: Iterable[Record]) -> Table:
     ).items():
         flagged = sum(r["scan"]["verdict"] == "suspicious" for r in rs)
         by = sorted({d for r in rs for d in r["scan"]["flagged_by"]})
-        rows.append([ds, attack, st, f"{flagged}/{len(rs)}", ", ".join(by) or "-"])
+        p_values = [min(ps.values()) for r in rs if (ps := r["scan"].get("p_values"))]
+        probe = [r["scan"]["noise_probe_p"] for r in rs if "noise_probe_p" in r["scan"]]
+        smallest = f"{max(p_values):.2g}" if p_values else "-"
+        shown_probe = f"{max(probe):.2g}" if probe else "-"
+        rows.append(
+            [ds, attack, st, f"{flagged}/{len(rs)}", ", ".join(by) or "-", smallest, shown_probe]
+        )
         vals.append(
             {
                 "dataset": ds,
@@ -283,12 +289,24 @@ def scan_table(records: Iterable[Record]) -> Table:
                 "flagged": flagged,
                 "models": len(rs),
                 "flagged_by": by,
+                "smallest_p": max(p_values) if p_values else None,
+                "noise_probe_p": max(probe) if probe else None,
             }
         )
     return Table(
         "scan",
-        "Scanner verdicts on the released models (against an honest reference)",
-        ("dataset", "training code", "setting", "flagged", "flagged by"),
+        "Scanner verdicts on the released models: flagged at the family-wise alpha "
+        "(smallest Holm p-value of any detector, the largest over seeds); the opt-in noise "
+        "probe against the honest reference beside it",
+        (
+            "dataset",
+            "training code",
+            "setting",
+            "flagged",
+            "flagged by",
+            "smallest p",
+            "noise probe p",
+        ),
         rows,
         vals,
     )
