@@ -43,7 +43,6 @@ DETECTORS = [
     ("distribution", True),
     ("owner-correlation", False),
     ("owner-sign", False),
-    ("noise-probe", False),
     ("noise-probe", True),
     ("lsb-stats", False),
 ]

@@ -11,7 +11,15 @@ Hartigan's dip statistic (the distance from the empirical CDF to the nearest uni
 is compared with its distribution under the uniform law, the least favourable unimodal law:
 the uniform's p-values are uniform and every other unimodal law's are larger, so the test
 is conservative for every unimodal honest histogram and exact for a random-init (Kaiming
-uniform) layer, which is therefore flagged at rate ``alpha`` and no more. The p-values come
+uniform) layer, which is therefore flagged at rate ``alpha`` and no more.
+
+Honest training is not always exactly unimodal, though: a linear text model whose rare
+words never move from their uniform initialization while the frequent ones do is a mild
+mixture (dip 0.007 on 20 Newsgroups logistic regression), which the test finds at 50,000
+values (p at the table's floor) although nothing is encoded. The test therefore runs on
+``sample`` values (default 2,000): enough to find the gross multimodality encodings make
+(a two-point sign layer has dip 0.25, a layer mirroring digits pixels 0.027), too few to flag
+a mild honest mixture. The p-values come
 from the ``diptest`` package's table, whose smallest tail probability is
 :data:`DIP_P_FLOOR`; no layer gets a smaller p-value.
 
@@ -131,7 +139,7 @@ class DistributionDetector(Detector):
     name: ClassVar[str] = "distribution"
     kind: ClassVar[str] = "white-box"
 
-    sample: int = 50_000
+    sample: int = 2000
     reference_sample: int = 2000
 
     def __post_init__(self) -> None:
