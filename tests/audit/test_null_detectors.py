@@ -51,9 +51,14 @@ def test_distribution_two_point_weights_hit_the_dip_floor() -> None:
     report = detector.run(ScanContext({"a.weight": _t(two, (64, 64))}))
     (f,) = report.findings
     # all 4,096 values are used: the statistic is diptest's own, the p-value its table's floor
-    assert f.score == pytest.approx(diptest.dipstat(two.astype(np.float32)), rel=1e-6)
-    assert diptest.diptest(two)[1] <= DIP_P_FLOOR and f.p_value == DIP_P_FLOOR
-    assert report.flagged and f.tests == 1 and "unimodal" in f.null
+    assert f.evidence["dip"] == pytest.approx(diptest.dipstat(two.astype(np.float32)), rel=1e-6)
+    assert diptest.diptest(two)[1] <= DIP_P_FLOOR and f.evidence["dip_p"] == DIP_P_FLOOR
+    # no weight within half a standard deviation of 0: the near-zero test, far below the floor
+    inside = int((np.abs(two) / two.std() < 1.0).sum())  # all in [a, 2a) for a = 0.5
+    want = 4 * stats.binom.cdf(0, inside, 0.5)
+    assert f.evidence["near_zero_p"] == pytest.approx(want, rel=1e-6)
+    assert f.p_value == pytest.approx(2 * want, rel=1e-6)
+    assert report.flagged and f.tests == 2 and "unimodal" in f.null
     assert f.evidence["near_zero"] == 0.0  # evidence only
 
 
@@ -85,9 +90,12 @@ def test_distribution_kaiming_init_p_values_are_uniform() -> None:
     # the uniform law is the dip test's calibration law: exact, not conservative, there
     layers = {f"l{i}.weight": _kaiming((32, 32), i) for i in range(150)}
     report = create_detector("distribution").run(ScanContext(layers))
-    p = np.array([f.p_value for f in report.findings])
+    p = np.array([f.evidence["dip_p"] for f in report.findings])
     assert stats.kstest(p, "uniform").pvalue > 0.001
     assert 0.01 < np.mean(p <= 0.1) < 0.2
+    # the uniform is also the near-zero test's boundary: its p-values are not small either
+    hole = np.array([f.evidence["near_zero_p"] for f in report.findings])
+    assert np.mean(hole <= 0.1) < 0.2
     assert not report.flagged  # a random-init model: Holm over 150 layers
 
 
@@ -103,7 +111,8 @@ def test_distribution_against_a_reference_adds_ks() -> None:
     z = lambda v: (v - v.mean()) / v.std()  # noqa: E731  (1,024 < 2,000: every value used)
     want = stats.ks_2samp(z(model.astype(np.float32)), z(same_law.astype(np.float32)))
     assert f.evidence["ks_reference_p"] == pytest.approx(want.pvalue, rel=1e-6)
-    assert f.tests == 2 and f.p_value == min(1.0, 2 * min(f.evidence["dip_p"], want.pvalue))
+    tested = (f.evidence["dip_p"], f.evidence["near_zero_p"], want.pvalue)
+    assert f.tests == 3 and f.p_value == min(1.0, 3 * min(tested))
     assert not honest.flagged and f.p_value > 0.05
     skewed = rng.exponential(size=1024)  # unimodal, so only KS sees it
     moved = create_detector("distribution").run(

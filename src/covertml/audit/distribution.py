@@ -123,6 +123,38 @@ def dip_test(x: np.ndarray) -> tuple[float, float]:
     return float(dip), max(float(p), DIP_P_FLOOR)
 
 
+def zero_hole_test(x: np.ndarray, *, widths: tuple[float, ...]) -> tuple[float, float]:
+    """Are there fewer weights within ``a`` of zero than between ``a`` and ``2a``?
+
+    A sign-encoding margin pushes weights away from zero. Null: the density of ``|w|`` does
+    not increase on ``[0, 2a]`` -- true of every law with its mode at zero (Gaussian,
+    Laplace, Student) and, at the boundary, of the uniform (a random init). Under it the
+    count in ``[0, a)`` is at least a fair coin's share of the ``[0, 2a)`` count
+    (one-sided exact binomial, Bonferroni over ``widths``, in standard deviations).
+    Returns the smallest ratio of the two counts and the p-value.
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> gauss = rng.normal(size=20_000)
+        >>> zero_hole_test(gauss, widths=(0.1,))[1] > 0.01
+        True
+        >>> holed = np.sign(gauss) * (np.abs(gauss) + 0.3)
+        >>> zero_hole_test(holed, widths=(0.2,))[1] < 1e-20
+        True
+    """
+    z = np.abs(x) / (x.std() or 1.0)
+    best_ratio, best_p = 1.0, 1.0
+    for a in widths:
+        inner = int((z < a).sum())
+        outer = int(((z >= a) & (z < 2 * a)).sum())
+        if inner + outer == 0:
+            continue
+        p = float(stats.binom.cdf(inner, inner + outer, 0.5))
+        if p < best_p:
+            best_ratio, best_p = inner / max(outer, 1), p
+    return best_ratio, min(1.0, len(widths) * best_p)
+
+
 @register_detector
 @dataclass(frozen=True, kw_only=True)
 class DistributionDetector(Detector):
@@ -134,6 +166,8 @@ class DistributionDetector(Detector):
         reference_sample: Values of each side in the two-sample KS test against the
             reference; more is more power, and more sensitivity to honest recipe
             differences between the model and the reference.
+        hole_sample: Values used by the near-zero test.
+        hole_widths: Half-widths ``a`` (in standard deviations) of the near-zero test.
     """
 
     name: ClassVar[str] = "distribution"
@@ -141,6 +175,8 @@ class DistributionDetector(Detector):
 
     sample: int = 2000
     reference_sample: int = 2000
+    hole_sample: int = 200_000
+    hole_widths: tuple[float, ...] = (0.05, 0.1, 0.2, 0.5)
 
     def __post_init__(self) -> None:
         if not 4 <= self.sample <= DIP_MAX_N:
@@ -162,15 +198,20 @@ class DistributionDetector(Detector):
         for name, tensor in weight_tensors(ctx.tensors, min_size=MIN_SIZE):
             x = sample_values(tensor.float().numpy(), limit=self.sample, rng=rng)
             dip, p_dip = dip_test(x)
+            ratio, p_hole = self._hole(tensor.float().numpy(), rng)
             evidence: dict[str, Any] = {"values": tensor.numel(), "sampled": x.size}
             evidence.update(shape_stats(standardize(x)), dip=dip, dip_p=p_dip)
-            score, p, tests, null = dip, p_dip, 1, "unimodal (dip test, uniform calibration)"
+            evidence.update(near_zero_ratio=ratio, near_zero_p=p_hole)
+            score = dip if p_dip <= p_hole else 1.0 - ratio
+            p, tests = min(1.0, 2 * min(p_dip, p_hole)), 2
+            null = "unimodal (dip test, uniform calibration); no fewer weights near 0 (binomial)"
             ref = (ctx.reference or {}).get(name)
             if ref is not None and tuple(ref.shape) == tuple(tensor.shape):
                 ks, p_ks = self._ks(x, ref.float().numpy(), rng)
                 evidence.update(ks_reference=ks, ks_reference_p=p_ks)
-                score = dip if p_dip <= p_ks else ks
-                p, tests = min(1.0, 2 * min(p_dip, p_ks)), 2
+                if p_ks < p / 2:
+                    score = ks
+                p, tests = min(1.0, 3 * min(p_dip, p_hole, p_ks)), 3
                 null += "; same standardized law as the reference's layer (KS)"
             findings.append(Finding(self.name, name, score, p, null, tests, evidence=evidence))
         note = (
@@ -181,6 +222,11 @@ class DistributionDetector(Detector):
             "dip table; flags sign and correlated-value encoding, not LSB or capacity abuse"
         )
         return report_from_findings(self.name, findings, alpha=alpha, note=note)
+
+    def _hole(self, values: np.ndarray, rng: np.random.Generator) -> tuple[float, float]:
+        """Test of a deficit of weights near zero (what a sign margin leaves)."""
+        x = sample_values(values, limit=self.hole_sample, rng=rng)
+        return zero_hole_test(x, widths=self.hole_widths)
 
     def _ks(self, x: np.ndarray, ref: np.ndarray, rng: np.random.Generator) -> tuple[float, float]:
         """Two-sample KS of ``reference_sample`` standardized values of each side."""
