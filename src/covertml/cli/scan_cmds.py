@@ -117,7 +117,10 @@ def scan_cmd(
 
 def detectors(as_json: JsonOpt = False) -> None:
     """List the detectors."""
-    rows = [(e.name, str(e.meta["kind"]), e.help) for e in DETECTORS]
+    rows = [
+        (e.name, str(e.meta["kind"]) + ("" if e.meta.get("default", True) else " (opt-in)"), e.help)
+        for e in DETECTORS
+    ]
     if as_json:
         print_json([{"name": n, "kind": k, "help": h} for n, k, h in rows])
         return
