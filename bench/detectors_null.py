@@ -634,6 +634,15 @@ def probe_p(t: Trained, ds: Dataset, ref: Trained | None, alpha: float) -> float
     return detector.run(ctx, alpha=alpha).p_value
 
 
+def add_probe(row: dict[str, Any], probe: float | None, alpha: float) -> None:
+    """Records the opt-in probe beside the verdict, not in it."""
+    row["noise_probe_p"] = probe
+    if probe is not None:
+        row["p"]["noise-probe (opt-in)"] = probe
+        if probe <= alpha:
+            row["flagged_by"].append("noise-probe (opt-in)")
+
+
 def scan_row(t: Trained, report: ScanReport, errors: dict[str, str]) -> dict[str, Any]:
     """What the study keeps of one scan."""
     detectors = {}
@@ -766,12 +775,7 @@ class Study:
             for model, ref in zip(models, refs, strict=True):
                 report, errors = run_scan(model, ds, ref, self.args.alpha)
                 row = scan_row(model, report, errors)
-                probe = probe_p(model, ds, ref, self.args.alpha)
-                row["noise_probe_p"] = probe
-                if probe is not None:  # opt-in: beside the verdict, not in it
-                    row["p"]["noise-probe (opt-in)"] = probe
-                    if probe <= self.args.alpha:
-                        row["flagged_by"].append("noise-probe (opt-in)")
+                add_probe(row, probe_p(model, ds, ref, self.args.alpha), self.args.alpha)
                 row["reference_seed"] = ref.seed
                 self.rows.append(row)
                 done += 1
@@ -831,12 +835,7 @@ class Study:
                     planted, mape = again, self.recovered(again, t.model)
                 report, errors = run_scan(t, ds, ref, self.args.alpha)
                 row = scan_row(t, report, errors)
-                probe = probe_p(t, ds, ref, self.args.alpha)
-                row["noise_probe_p"] = probe
-                if probe is not None:  # opt-in: beside the verdict, not in it
-                    row["p"]["noise-probe (opt-in)"] = probe
-                    if probe <= self.args.alpha:
-                        row["flagged_by"].append("noise-probe (opt-in)")
+                add_probe(row, probe_p(t, ds, ref, self.args.alpha), self.args.alpha)
                 row.update(
                     reference_seed=ref.seed,
                     attack=spec.label,

@@ -142,15 +142,26 @@ def synthetic_documents(pool: TextPool, n: int, seed: int) -> tuple[np.ndarray, 
     rng = np.random.default_rng([seed, 0xD0C5])
     picks = rng.integers(0, pool.words.size, size=(n, pool.doc_words))
     docs = pool.words[picks]
-    rows = np.repeat(np.arange(n), pool.doc_words)
+    x = vectorize(pool, picks)
+    return docs, x
+
+
+def vectorize(pool: TextPool, picks: np.ndarray) -> sp.csr_matrix:
+    """TF-IDF rows (l2-normalized) of documents given as ``n x words`` indices into ``pool``.
+
+    Example:
+        >>> pool = TextPool(np.array([3, 7]), np.array([1.0, 2.0]), n_features=9)
+        >>> x = vectorize(pool, np.array([[0, 0], [0, 1]])).toarray()
+        >>> x[:, [3, 7]].astype(np.float64).round(3).tolist()
+        [[1.0, 0.0], [0.447, 0.894]]
+    """
+    n, k = picks.shape
     counts = sp.csr_matrix(
-        (np.ones(rows.size, dtype=np.float64), (rows, picks.reshape(-1))),
+        (np.ones(n * k), (np.repeat(np.arange(n), k), picks.reshape(-1))),
         shape=(n, pool.words.size),
     )
     counts.sum_duplicates()
-    tf = counts.data
-    if pool.sublinear_tf:
-        tf = 1.0 + np.log(tf)
+    tf = 1.0 + np.log(counts.data) if pool.sublinear_tf else counts.data
     values = tf * pool.idf[counts.indices]
     norms = np.sqrt(np.add.reduceat(values**2, counts.indptr[:-1])) if n else values
     values = values / np.repeat(norms, np.diff(counts.indptr))
@@ -159,4 +170,4 @@ def synthetic_documents(pool: TextPool, n: int, seed: int) -> tuple[np.ndarray, 
         shape=(n, pool.n_features),
     )
     x.sort_indices()
-    return docs, x
+    return x

@@ -34,12 +34,11 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
-import scipy.sparse as sp
 from scipy import stats
 
 from covertml.attacks.capacity import dataset_text_pool
 from covertml.attacks.oracle import LabelOracle, LocalOracle
-from covertml.attacks.synthetic import IMAGE_GENERATORS, TextPool
+from covertml.attacks.synthetic import IMAGE_GENERATORS, vectorize
 from covertml.audit.base import (
     DEFAULT_ALPHA,
     Detector,
@@ -93,33 +92,6 @@ def mcnemar_greater(model_only: int, reference_only: int) -> float:
     """
     total = model_only + reference_only
     return float(stats.binom.sf(model_only - 1, total, 0.5)) if total else 1.0
-
-
-def vectorize(pool: TextPool, picks: np.ndarray) -> sp.csr_matrix:
-    """TF-IDF rows (l2-normalized) of documents given as ``n x words`` indices into ``pool``.
-
-    Example:
-        >>> pool = TextPool(np.array([3, 7]), np.array([1.0, 2.0]), n_features=9)
-        >>> x = vectorize(pool, np.array([[0, 0], [0, 1]])).toarray()
-        >>> x[:, [3, 7]].astype(np.float64).round(3).tolist()
-        [[1.0, 0.0], [0.447, 0.894]]
-    """
-    n, k = picks.shape
-    counts = sp.csr_matrix(
-        (np.ones(n * k), (np.repeat(np.arange(n), k), picks.reshape(-1))),
-        shape=(n, pool.words.size),
-    )
-    counts.sum_duplicates()
-    tf = 1.0 + np.log(counts.data) if pool.sublinear_tf else counts.data
-    values = tf * pool.idf[counts.indices]
-    norms = np.sqrt(np.add.reduceat(values**2, counts.indptr[:-1])) if n else values
-    values = values / np.repeat(norms, np.diff(counts.indptr))
-    x = sp.csr_matrix(
-        (values.astype(np.float32), pool.words[counts.indices], counts.indptr),
-        shape=(n, pool.n_features),
-    )
-    x.sort_indices()
-    return x
 
 
 @register_detector
