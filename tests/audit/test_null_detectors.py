@@ -273,3 +273,20 @@ def test_noise_probe_needs_a_reference_as_its_null() -> None:
     assert "--dataset" in (probe.unavailable(text) or "")
     with pytest.raises(ConfigError, match="no option 'threshold'"):
         create_detector("noise-probe", threshold=0.5)
+
+
+def test_runs_normal_approximation_matches_the_exact_law_for_large_planes() -> None:
+    from scipy import special
+
+    from covertml.audit.lsbstats import EXACT_LIMIT, _log_runs_pmf, agreement_moments, runs_p_value
+
+    n, ones = 2 * EXACT_LIMIT + 2000, EXACT_LIMIT + 1000  # past the limit: normal law
+    mean, var = agreement_moments(n, ones)
+    runs, logp = _log_runs_pmf(n, ones)
+    for z in (1.0, 3.0, 5.0):
+        agree = round(mean + z * float(np.sqrt(var)))
+        r = n - agree
+        exact = 2 * np.exp(
+            min(special.logsumexp(logp[runs <= r]), special.logsumexp(logp[runs >= r]))
+        )
+        assert runs_p_value(n, ones, agree) == pytest.approx(exact, rel=0.1)

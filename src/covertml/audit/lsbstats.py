@@ -105,8 +105,15 @@ def _log_runs_pmf(n: int, ones: int) -> tuple[np.ndarray, np.ndarray]:
     return runs[keep], logp[keep]
 
 
+EXACT_LIMIT = 20_000  # above this many ones and zeros, the normal approximation
+
+
 def runs_p_value(n: int, ones: int, agreements: int) -> float:
-    """Exact two-sided p-value of ``agreements`` under random arrangement of the bits.
+    """Two-sided p-value of ``agreements`` under random arrangement of the bits.
+
+    Exact (the Wald-Wolfowitz runs distribution) up to :data:`EXACT_LIMIT` ones and zeros;
+    beyond, the normal law with the exact mean and variance, whose error shrinks as
+    ``1 / sqrt(n)``.
 
     A constant plane (no ones, or all ones) carries no serial information: ``1.0``.
 
@@ -118,6 +125,10 @@ def runs_p_value(n: int, ones: int, agreements: int) -> float:
     """
     if ones in (0, n):
         return 1.0
+    if min(ones, n - ones) > EXACT_LIMIT:  # the runs count is normal to within 1/sqrt(n)
+        mean, var = agreement_moments(n, ones)
+        z = abs(agreements - mean) / np.sqrt(var) if var > 0 else 0.0
+        return float(min(1.0, 2 * np.exp(stats.norm.logsf(z))))
     runs, logp = _log_runs_pmf(n, ones)
     r = n - agreements
     low = special.logsumexp(logp[runs <= r])
