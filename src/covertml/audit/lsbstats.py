@@ -212,7 +212,10 @@ class LSBStats(Detector):
             "values": n,
         }
         p = min(1.0, self.planes * p_planes[worst])
-        null = "low bits exchangeable along the stream (exact runs test per plane)"
+        null = (
+            "low bits exchangeable along the stream "
+            "(runs test per plane; exact, normal for large planes)"
+        )
         return Finding(self.name, name, abs(z[worst]), p, null, self.planes, evidence=evidence)
 
     def run(self, ctx: ScanContext, *, alpha: float = DEFAULT_ALPHA) -> DetectorReport:

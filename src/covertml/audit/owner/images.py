@@ -33,6 +33,7 @@ from covertml.audit.owner.matching import (
     energy_by_offset,
     item_test,
     pieces_at,
+    sample_ids,
 )
 from covertml.audit.owner.order import OrderTest, order_test
 from covertml.audit.owner.streams import Window, windows
@@ -61,16 +62,10 @@ def owner_sample(
         >>> len(tr), len(te), tr[:3].tolist()
         (100, 100, [0, 1, 2])
     """
-    n_train, n_test = len(ds.train), len(ds.test)
     limit = max(8, min(max_items, max_values))
     rng = np.random.default_rng([seed, 0x0A11])
-    if n_train <= limit:
-        train = np.arange(n_train)
-    else:
-        first = np.arange(limit // 2)
-        rest = rng.choice(np.arange(first.size, n_train), limit - first.size, replace=False)
-        train = np.concatenate([first, np.sort(rest)])
-    test = np.arange(n_test) if n_test <= limit else np.sort(rng.choice(n_test, limit, False))
+    train = sample_ids(len(ds.train), limit, rng, first=True)
+    test = sample_ids(len(ds.test), limit, rng, first=False)
     return train.astype(np.int64), test.astype(np.int64)
 
 
@@ -166,14 +161,14 @@ class _ImageAudit(Detector):
         pcs: np.ndarray,
         train: np.ndarray,
         test: np.ndarray,
-        window: Window,
+        streams: list[tuple[np.ndarray, str | None]],
         merged: list[str],
         *,
         first: int,
     ) -> _Candidate | None:
         p = layout.size
         aligned = []
-        for values, bits in self._streams(window):
+        for values, bits in streams:
             if values.size >= 2 * p:
                 phase, share = best_phase(energy_by_offset(values, pcs), p)
                 aligned.append((share, phase, values, bits))
@@ -216,16 +211,18 @@ class _ImageAudit(Detector):
         best: dict[int, _Candidate] = {}
         decodings = self.bit_candidates if self.by_signs else 1
         tests_per_window = 2 * len(layouts) * decodings * (2 * len(self.ks) + 1)
+        streams = [self._streams(w) for w in found]  # the sign decodings, once per window
+        train_images, test_images = images[train_ids], np.asarray(ds.test.x)[test_ids]
         for layout, merged in layouts:
-            train = unit_rows(layout.rows(images[train_ids]))
-            test = unit_rows(layout.rows(np.asarray(ds.test.x)[test_ids]))
+            train = unit_rows(layout.rows(train_images))
+            test = unit_rows(layout.rows(test_images))
             pooled = np.concatenate([train, test])
             pick = np.random.default_rng(layout.size).choice(
                 len(pooled), min(512, len(pooled)), replace=False
             )
             pcs = components(pooled[pick], self.components)
-            for i, window in enumerate(found):
-                cand = self._search(layout, pcs, train, test, window, merged, first=first)
+            for i, window_streams in enumerate(streams):
+                cand = self._search(layout, pcs, train, test, window_streams, merged, first=first)
                 if cand is not None and (i not in best or cand.log10_p < best[i].log10_p):
                     best[i] = cand
         findings = [

@@ -220,3 +220,24 @@ def selection_test(matches: Matches, n_train: int, n_test: int, *, ks: tuple[int
         top_train=tuple((int(i), float(m_train[i])) for i in top),
         best_test=float(matches.by_item[n_train:].max()) if n_test else 0.0,
     )
+
+
+def sample_ids(n: int, limit: int, rng: np.random.Generator, *, first: bool) -> np.ndarray:
+    """Up to ``limit`` of ``n`` item indices: all of them when they fit, else a sample.
+
+    With ``first`` (training items), half are the first items, what attacks take, and half
+    a seeded sample of the rest; otherwise (held-out items) all are a seeded sample.
+
+    Example:
+        >>> sample_ids(10, 4, np.random.default_rng(0), first=True)[:2].tolist()
+        [0, 1]
+        >>> sample_ids(3, 4, np.random.default_rng(0), first=False).tolist()
+        [0, 1, 2]
+    """
+    if n <= limit:
+        return np.arange(n)
+    if not first:
+        return np.sort(rng.choice(n, limit, replace=False))
+    head = np.arange(limit // 2)
+    rest = rng.choice(np.arange(head.size, n), limit - head.size, replace=False)
+    return np.concatenate([head, np.sort(rest)])

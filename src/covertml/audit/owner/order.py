@@ -70,7 +70,10 @@ def order_test(pieces: np.ndarray, first: np.ndarray, *, min_run: int = 8) -> Or
     return order_test_of(np.abs(u @ first.T), min_run=min_run)
 
 
-def order_test_of(corr: np.ndarray, *, min_run: int = 8, max_items: int = 256) -> OrderTest:
+ORDER_ITEMS = 256  # the first items a run is tested against
+
+
+def order_test_of(corr: np.ndarray, *, min_run: int = 8, max_items: int = ORDER_ITEMS) -> OrderTest:
     """:func:`order_test` from a precomputed ``pieces x first items`` |correlation| matrix.
 
     Two statistics along each candidate run, Bonferroni over both and over the shifts:

@@ -25,8 +25,8 @@ import scipy.sparse as sp
 
 from covertml.audit.base import Finding, ScanContext
 from covertml.audit.owner.layouts import unit_rows
-from covertml.audit.owner.matching import ItemTest, Matches, selection_test
-from covertml.audit.owner.order import order_test_of
+from covertml.audit.owner.matching import ItemTest, Matches, sample_ids, selection_test
+from covertml.audit.owner.order import ORDER_ITEMS, order_test_of
 from covertml.audit.owner.streams import windows
 from covertml.data.base import Dataset, Documents
 
@@ -34,16 +34,6 @@ NULL = (
     "the owner's held-out (test) documents: training and held-out documents are "
     "exchangeable unless the weights encode training documents (hypergeometric, exact)"
 )
-
-
-def _sample(n: int, limit: int, rng: np.random.Generator, *, first: bool) -> np.ndarray:
-    if n <= limit:
-        return np.arange(n)
-    if not first:
-        return np.sort(rng.choice(n, limit, replace=False))
-    head = np.arange(limit // 2)
-    rest = rng.choice(np.arange(head.size, n), limit - head.size, replace=False)
-    return np.concatenate([head, np.sort(rest)])
 
 
 def prefixes(
@@ -60,7 +50,7 @@ def prefixes(
         ([0, 2], [-0.707, 0.0, 0.707])
     """
     eligible = np.flatnonzero(docs.lengths() >= length)
-    ids = eligible[_sample(eligible.size, limit, rng, first=first)]
+    ids = eligible[sample_ids(eligible.size, limit, rng, first=first)]
     starts = docs.offsets[ids]
     rows = docs.tokens[starts[:, None] + np.arange(length)].astype(np.float32)
     return unit_rows(rows), ids
@@ -180,20 +170,24 @@ def text_findings(
                 )
             )
     vocab = ds.train.x.shape[1]
-    tr_ids = np.arange(min(max_items, len(ds.train)))
+    carriers = [
+        (tname, tensor.detach().float().numpy())
+        for tname, tensor in ctx.tensors.items()
+        if tensor.is_floating_point() and tensor.ndim == 2 and vocab in tensor.shape
+    ]
+    if not carriers:
+        return findings
+    # the order test pairs rows with the first documents only
+    first = np.arange(min(max_items, ORDER_ITEMS, len(ds.train)))
     layouts = {
-        "TF-IDF row": (ds.train.x[tr_ids], None),
-        "word counts": (_counts(ds.train.documents, tr_ids, vocab), None),
+        "TF-IDF row": ds.train.x[first],
+        "word counts": _counts(ds.train.documents, first, vocab),
     }
-    for tname, tensor in ctx.tensors.items():
-        if not tensor.is_floating_point() or tensor.ndim != 2 or vocab not in tensor.shape:
-            continue
-        arr = tensor.detach().float().numpy()
+    for tname, arr in carriers:
         pieces = arr if arr.shape[1] == vocab else arr.T
-        first = int(np.sum(tr_ids == np.arange(tr_ids.size)))
         tests = [
-            (order_test_of(sparse_corr(pieces, a[:first]), min_run=min(8, len(pieces))), lname)
-            for lname, (a, _) in layouts.items()
+            (order_test_of(sparse_corr(pieces, rows), min_run=min(8, len(pieces))), lname)
+            for lname, rows in layouts.items()
         ]
         order, lname = min(tests, key=lambda t: t[0].log10_p)
         log10_p = min(0.0, float(np.log10(len(tests))) + order.log10_p)
