@@ -52,7 +52,12 @@ def test_lsb_randomize_destroys_the_payload_and_keeps_accuracy(cli, lsb_model, t
     assert json.loads(stdout)["test_accuracy"] == pytest.approx(metrics["test_accuracy"], abs=0.01)
     history = json.loads(_metadata(clean)["sanitized"])
     assert history == [
-        {"method": "lsb-randomize", "options": {"scope": None, "bits": 16}, "seed": 0}
+        {
+            "method": "lsb-randomize",
+            "options": {"scope": None, "bits": None},
+            "bits": {"float32": 16},
+            "seed": 0,
+        }
     ]
 
 

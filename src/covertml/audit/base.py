@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -25,6 +25,7 @@ from torch import nn
 
 from covertml.attacks.oracle import LabelOracle
 from covertml.data.base import Dataset
+from covertml.models.checkpoint import describe
 from covertml.models.files import ModelInfo
 from covertml.registry import Registry
 
@@ -149,7 +150,8 @@ class ScanContext:
     """What a scan has to work with.
 
     Attributes:
-        tensors: The model's state dict.
+        tensors: The model's state dict, or a lazy
+            :class:`~covertml.models.checkpoint.Checkpoint` read one tensor at a time.
         info: Architecture and metadata, when the file carries them.
         model: The rebuilt model, when it could be rebuilt (local probing).
         reference: A trusted model's state dict of the same architecture.
@@ -159,10 +161,10 @@ class ScanContext:
         seed: Seed of every random choice the detectors make.
     """
 
-    tensors: dict[str, torch.Tensor]
+    tensors: Mapping[str, torch.Tensor]
     info: ModelInfo | None = None
     model: nn.Module | None = None
-    reference: dict[str, torch.Tensor] | None = None
+    reference: Mapping[str, torch.Tensor] | None = None
     reference_model: nn.Module | None = None
     dataset: Dataset | None = None
     oracle: LabelOracle | None = None
@@ -223,12 +225,25 @@ def create_detector(name: str, **options: Any) -> Detector:
     return DETECTORS.create_checked(name, **options)
 
 
-def weight_tensors(
-    tensors: dict[str, torch.Tensor], *, min_size: int = 64
-) -> list[tuple[str, torch.Tensor]]:
-    """The floating tensors of two or more dimensions with ``min_size`` values or more."""
+def weight_names(tensors: Mapping[str, torch.Tensor], *, min_size: int = 64) -> list[str]:
+    """The floating tensors of two or more dimensions with ``min_size`` values or more.
+
+    Decided from the tensors' descriptions, so a lazy checkpoint reads nothing here.
+
+    Example:
+        >>> weight_names({"w": torch.zeros(8, 8), "b": torch.zeros(8)})
+        ['w']
+    """
     return [
-        (k, v)
-        for k, v in tensors.items()
-        if v.is_floating_point() and v.ndim >= 2 and v.numel() >= min_size
+        k
+        for k, i in describe(tensors).items()
+        if i.is_floating_point and i.ndim >= 2 and i.numel >= min_size
     ]
+
+
+def weight_tensors(
+    tensors: Mapping[str, torch.Tensor], *, min_size: int = 64
+) -> Iterator[tuple[str, torch.Tensor]]:
+    """The tensors of :func:`weight_names`, read one at a time (lazily for checkpoints)."""
+    for name in weight_names(tensors, min_size=min_size):
+        yield name, tensors[name]

@@ -43,6 +43,7 @@ from typing import Any, ClassVar
 
 import diptest  # type: ignore[import-untyped]
 import numpy as np
+import torch
 from scipy import stats
 
 from covertml.audit.base import (
@@ -53,6 +54,7 @@ from covertml.audit.base import (
     ScanContext,
     register_detector,
     report_from_findings,
+    weight_names,
     weight_tensors,
 )
 from covertml.errors import ConfigError
@@ -62,8 +64,12 @@ DIP_MAX_N = 72_000  # the table's largest sample size
 MIN_SIZE = 256
 
 
-def sample_values(values: np.ndarray, *, limit: int, rng: np.random.Generator) -> np.ndarray:
+def sample_values(
+    values: np.ndarray | torch.Tensor, *, limit: int, rng: np.random.Generator
+) -> np.ndarray:
     """``values`` as float64, flat; a random ``limit`` of them when there are more.
+
+    Any float dtype (bfloat16 included); only the sampled values are converted.
 
     Example:
         >>> rng = np.random.default_rng(0)
@@ -72,8 +78,13 @@ def sample_values(values: np.ndarray, *, limit: int, rng: np.random.Generator) -
         >>> sample_values(np.ones(3, np.float32), limit=4, rng=rng).tolist()
         [1.0, 1.0, 1.0]
     """
-    flat = values.astype(np.float64).reshape(-1)
-    return rng.choice(flat, size=limit, replace=False) if flat.size > limit else flat
+    flat = values.reshape(-1)
+    if flat.shape[0] > limit:
+        picks = rng.choice(flat.shape[0], size=limit, replace=False)
+        flat = flat[torch.from_numpy(picks)] if isinstance(flat, torch.Tensor) else flat[picks]
+    if isinstance(flat, torch.Tensor):
+        return flat.detach().to(torch.float64).numpy()
+    return np.asarray(flat, dtype=np.float64)
 
 
 def standardize(x: np.ndarray) -> np.ndarray:
@@ -189,25 +200,25 @@ class DistributionDetector(Detector):
 
     def unavailable(self, ctx: ScanContext) -> str | None:
         """Needs at least one weight tensor of 256 values or more."""
-        return None if weight_tensors(ctx.tensors, min_size=MIN_SIZE) else "no weight tensors"
+        return None if weight_names(ctx.tensors, min_size=MIN_SIZE) else "no weight tensors"
 
     def run(self, ctx: ScanContext, *, alpha: float = DEFAULT_ALPHA) -> DetectorReport:
         """Tests every weight tensor with 256 or more values."""
         rng = np.random.default_rng([ctx.seed, 0xD157])
         findings = []
         for name, tensor in weight_tensors(ctx.tensors, min_size=MIN_SIZE):
-            x = sample_values(tensor.float().numpy(), limit=self.sample, rng=rng)
+            x = sample_values(tensor, limit=self.sample, rng=rng)
             dip, p_dip = dip_test(x)
-            ratio, p_hole = self._hole(tensor.float().numpy(), rng)
+            ratio, p_hole = self._hole(tensor, rng)
             evidence: dict[str, Any] = {"values": tensor.numel(), "sampled": x.size}
             evidence.update(shape_stats(standardize(x)), dip=dip, dip_p=p_dip)
             evidence.update(near_zero_ratio=ratio, near_zero_p=p_hole)
             score = dip if p_dip <= p_hole else 1.0 - ratio
             p, tests = min(1.0, 2 * min(p_dip, p_hole)), 2
             null = "unimodal (dip test, uniform calibration); no fewer weights near 0 (binomial)"
-            ref = (ctx.reference or {}).get(name)
+            ref = ctx.reference[name] if ctx.reference and name in ctx.reference else None
             if ref is not None and tuple(ref.shape) == tuple(tensor.shape):
-                ks, p_ks = self._ks(x, ref.float().numpy(), rng)
+                ks, p_ks = self._ks(x, ref, rng)
                 evidence.update(ks_reference=ks, ks_reference_p=p_ks)
                 if p_ks < p / 2:
                     score = ks
@@ -223,12 +234,14 @@ class DistributionDetector(Detector):
         )
         return report_from_findings(self.name, findings, alpha=alpha, note=note)
 
-    def _hole(self, values: np.ndarray, rng: np.random.Generator) -> tuple[float, float]:
+    def _hole(self, values: torch.Tensor, rng: np.random.Generator) -> tuple[float, float]:
         """Test of a deficit of weights near zero (what a sign margin leaves)."""
         x = sample_values(values, limit=self.hole_sample, rng=rng)
         return zero_hole_test(x, widths=self.hole_widths)
 
-    def _ks(self, x: np.ndarray, ref: np.ndarray, rng: np.random.Generator) -> tuple[float, float]:
+    def _ks(
+        self, x: np.ndarray, ref: torch.Tensor, rng: np.random.Generator
+    ) -> tuple[float, float]:
         """Two-sample KS of ``reference_sample`` standardized values of each side."""
         ref_all = sample_values(ref, limit=self.sample, rng=rng)
         a = sample_values(x, limit=self.reference_sample, rng=rng)

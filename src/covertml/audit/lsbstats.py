@@ -20,7 +20,9 @@ for a tensor whose low-bit law changes along the stream, such as a contiguous bl
 weights left untouched at a ``torch.rand``-based init beside trained ones.
 
 Tensors larger than ``sample`` are read as contiguous runs (serial structure needs
-neighbours), the first run always included, since payloads are written from the start.
+neighbours), the first run always included, since payloads are written from the start;
+from a lazy checkpoint only those runs are read from disk. float16 and bfloat16 tensors are
+tested on their own words (``uint16``), on at most their mantissa's 10 or 7 low planes.
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
-import torch
 from scipy import special, stats
 
 from covertml.audit.base import (
@@ -42,19 +43,23 @@ from covertml.audit.base import (
     report_from_findings,
 )
 from covertml.errors import ConfigError
+from covertml.floats import FloatFormat, float_format, require_format, to_words
+from covertml.models.checkpoint import TensorInfo, describe, read_range
 
 MIN_SIZE = 4096
 
 
 def bit_planes(words: np.ndarray, planes: int) -> np.ndarray:
-    """The low ``planes`` bit planes of ``uint32`` words, as a ``planes x n`` 0/1 array.
+    """The low ``planes`` bit planes of unsigned words, as a ``planes x n`` 0/1 array.
 
     Example:
         >>> bit_planes(np.array([1, 3], np.uint32), 3).tolist()
         [[1, 1], [0, 1], [0, 0]]
     """
-    shifts = np.arange(planes, dtype=np.uint32)[:, None]
-    return ((words[None, :] >> shifts) & np.uint32(1)).astype(np.uint8)
+    kind = words.dtype.type
+    shifts = np.arange(planes, dtype=words.dtype)[:, None]
+    out: np.ndarray = ((words[None, :] >> shifts) & kind(1)).astype(np.uint8)
+    return out
 
 
 def adjacent_agreements(bits: np.ndarray) -> np.ndarray:
@@ -136,6 +141,24 @@ def runs_p_value(n: int, ones: int, agreements: int) -> float:
     return float(min(1.0, 2 * np.exp(min(low, high))))
 
 
+def run_starts(n: int, *, limit: int, run: int, rng: np.random.Generator) -> np.ndarray | None:
+    """Starts of the ``limit // run`` runs of ``run`` values read from ``n`` (``None``: all).
+
+    The first run always starts at 0; the others are distinct, in order.
+
+    Example:
+        >>> run_starts(100, limit=30, run=10, rng=np.random.default_rng(0)).tolist()[0]
+        0
+        >>> run_starts(20, limit=30, run=10, rng=np.random.default_rng(0)) is None
+        True
+    """
+    if n <= limit:
+        return None
+    windows = n // run
+    picks = 1 + rng.choice(windows - 1, size=min(windows, limit // run) - 1, replace=False)
+    return np.sort(np.concatenate([[0], picks])) * run
+
+
 def contiguous_sample(
     words: np.ndarray, *, limit: int, run: int, rng: np.random.Generator
 ) -> np.ndarray:
@@ -148,11 +171,9 @@ def contiguous_sample(
         >>> s.size, s[:10].tolist() == list(range(10)), bool((np.diff(s) > 0).all())
         (30, True, True)
     """
-    if words.size <= limit:
+    starts = run_starts(words.size, limit=limit, run=run, rng=rng)
+    if starts is None:
         return words
-    windows = words.size // run
-    picks = 1 + rng.choice(windows - 1, size=min(windows, limit // run) - 1, replace=False)
-    starts = np.sort(np.concatenate([[0], picks])) * run
     return words[(starts[:, None] + np.arange(run)).reshape(-1)]
 
 
@@ -162,7 +183,7 @@ class LSBStats(Detector):
     """Serial structure of the low bit planes (finds plain, unencrypted LSB payloads).
 
     Attributes:
-        planes: Low bit planes tested (of 32; Bonferroni over them).
+        planes: Low bit planes tested (Bonferroni over them), at most each format's mantissa.
         sample: Values read per tensor at most.
         run_length: Length of the contiguous runs read when a tensor has more than
             ``sample`` values.
@@ -182,17 +203,21 @@ class LSBStats(Detector):
             raise ConfigError("lsb-stats: need 2 <= run_length <= sample")
 
     def unavailable(self, ctx: ScanContext) -> str | None:
-        """Needs float32 tensors of 4,096 values or more."""
-        ok = any(_eligible(v) for v in ctx.tensors.values())
-        return None if ok else "no float32 tensor of 4,096 values or more"
+        """Needs float32, float16 or bfloat16 tensors of 4,096 values or more."""
+        ok = any(_eligible(i) for i in describe(ctx.tensors).values())
+        return None if ok else "no float32/float16/bfloat16 tensor of 4,096 values or more"
 
-    def _test(self, name: str, words: np.ndarray, rng: np.random.Generator) -> Finding | None:
-        """The finding on one tensor's little-endian ``uint32`` words (``None``: too few)."""
-        nonzero = words[(words & np.uint32(0x7FFFFFFF)) != 0]
+    def _test(
+        self, name: str, words: np.ndarray, fmt: FloatFormat, rng: np.random.Generator
+    ) -> Finding | None:
+        """The finding on one tensor's little-endian words (``None``: too few)."""
+        sign = words.dtype.type(1 << (8 * words.itemsize - 1))
+        nonzero = words[(words & ~sign) != 0]
         if nonzero.size < MIN_SIZE:
             return None
         w = contiguous_sample(nonzero, limit=self.sample, run=self.run_length, rng=rng)
-        bits = bit_planes(w, self.planes)
+        planes = min(self.planes, fmt.mantissa)
+        bits = bit_planes(w, planes)
         ones = bits.sum(axis=1, dtype=np.int64)
         agree = adjacent_agreements(bits)
         n = int(w.size)
@@ -202,7 +227,7 @@ class LSBStats(Detector):
             mean, var = agreement_moments(n, int(k))
             z.append((a - mean) / np.sqrt(var) if var > 0 else 0.0)
         worst = int(np.argmin(p_planes))
-        low_byte = np.bincount((w & np.uint32(0xFF)).astype(np.int64), minlength=256)
+        low_byte = np.bincount((w & w.dtype.type(0xFF)).astype(np.int64), minlength=256)
         evidence: dict[str, Any] = {
             "worst_plane": worst,
             "agreement_z": [round(float(v), 3) for v in z],
@@ -210,24 +235,24 @@ class LSBStats(Detector):
             "low_byte_chi2_p": float(stats.chisquare(low_byte).pvalue),
             "zeros_dropped": int(words.size - nonzero.size),
             "values": n,
+            "dtype": fmt.name,
         }
-        p = min(1.0, self.planes * p_planes[worst])
+        p = min(1.0, planes * p_planes[worst])
         null = (
             "low bits exchangeable along the stream "
             "(runs test per plane; exact, normal for large planes)"
         )
-        return Finding(self.name, name, abs(z[worst]), p, null, self.planes, evidence=evidence)
+        return Finding(self.name, name, abs(z[worst]), p, null, planes, evidence=evidence)
 
     def run(self, ctx: ScanContext, *, alpha: float = DEFAULT_ALPHA) -> DetectorReport:
-        """Tests every float32 tensor of 4,096 values or more."""
+        """Tests every float tensor of 4,096 values or more (float32, float16, bfloat16)."""
         rng = np.random.default_rng([ctx.seed, 0x15B5])
         findings = []
-        for name, tensor in ctx.tensors.items():
-            if not _eligible(tensor):
+        for name, info in describe(ctx.tensors).items():
+            if not _eligible(info):
                 continue
-            flat = tensor.detach().cpu().contiguous().reshape(-1).numpy()  # file order
-            words = flat.astype("<f4").view("<u4")
-            found = self._test(name, words, rng)
+            fmt = require_format(info.dtype)
+            found = self._test(name, self._words(ctx, name, info.numel, rng), fmt, rng)
             if found is not None:
                 findings.append(found)
         note = (
@@ -239,6 +264,19 @@ class LSBStats(Detector):
         )
         return report_from_findings(self.name, findings, alpha=alpha, note=note)
 
+    def _words(self, ctx: ScanContext, name: str, n: int, rng: np.random.Generator) -> np.ndarray:
+        """The tensor's words in file order; of large tensors, only ``sample`` of them.
 
-def _eligible(tensor: torch.Tensor) -> bool:
-    return tensor.dtype == torch.float32 and tensor.numel() >= MIN_SIZE
+        The runs are over-read by a quarter, since exact zeros are dropped afterwards.
+        """
+        run = self.run_length
+        starts = run_starts(n, limit=self.sample + self.sample // 4, run=run, rng=rng)
+        if starts is None:
+            return to_words(ctx.tensors[name])
+        return np.concatenate(
+            [to_words(read_range(ctx.tensors, name, int(s), run)) for s in starts]
+        )
+
+
+def _eligible(info: TensorInfo) -> bool:
+    return float_format(info.dtype) is not None and info.skip is None and info.numel >= MIN_SIZE

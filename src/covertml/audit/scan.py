@@ -22,7 +22,8 @@ from covertml.audit.base import (
 )
 from covertml.data.base import Dataset
 from covertml.errors import ConfigError, CovertMLError
-from covertml.models.files import load_model, read_info, read_tensors
+from covertml.models.checkpoint import Checkpoint, describe, open_checkpoint
+from covertml.models.files import ModelInfo, load_model, read_info
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,10 @@ class ScanReport:
             probability at most ``alpha`` (over every detector, tensor and hypothesis).
         skipped: Detectors that could not run, with the reason.
         seconds: Wall time of the scan.
+        format: The checkpoint's format (``safetensors``, ``gguf``, ...).
+        values: Values in the readable tensors.
+        skipped_tensors: Tensors that could not be read as numbers, with the reason.
+        locations: For each tensor, the file that holds it (for SARIF locations).
     """
 
     model: str
@@ -49,6 +54,10 @@ class ScanReport:
     alpha: float = DEFAULT_ALPHA
     skipped: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    format: str = ""
+    values: int = 0
+    skipped_tensors: dict[str, str] = field(default_factory=dict)
+    locations: dict[str, str] = field(default_factory=dict)
 
     @property
     def flagged(self) -> bool:
@@ -78,6 +87,9 @@ class ScanReport:
             "detectors": [r.to_dict() for r in self.reports],
             "skipped": dict(self.skipped),
             "seconds": self.seconds,
+            "format": self.format,
+            "values": self.values,
+            "skipped_tensors": dict(self.skipped_tensors),
         }
 
 
@@ -128,6 +140,7 @@ def scan(
         log.info("%s: %.2f s", det_name, time.perf_counter() - t)
     corrected = correct(reports, alpha=alpha)
     flagged = any(r.flagged for r in corrected)
+    ck = ctx.tensors if isinstance(ctx.tensors, Checkpoint) else None
     return ScanReport(
         model=name,
         verdict="suspicious" if flagged else "no findings",
@@ -135,6 +148,10 @@ def scan(
         alpha=alpha,
         skipped=skipped,
         seconds=time.perf_counter() - start,
+        format=ck.format if ck is not None else "memory",
+        values=sum(i.numel for i in describe(ctx.tensors).values()),
+        skipped_tensors=ck.skipped if ck is not None else {},
+        locations={k: i.file for k, i in ck.infos.items()} if ck is not None else {},
     )
 
 
@@ -145,24 +162,27 @@ def context_from_file(
     dataset: Dataset | None = None,
     oracle: LabelOracle | None = None,
     seed: int = 0,
+    allow_pickle: bool = False,
 ) -> ScanContext:
-    """A :class:`ScanContext` for a model file (rebuilt when its metadata allows)."""
-    tensors, metadata = read_tensors(path)
-    info = model = None
-    try:
-        info = read_info(metadata, path=path)
-        model = load_model(path).model
-    except CovertMLError as exc:
-        log.info("scanning tensors only: %s", exc)
-    ref: dict[str, torch.Tensor] | None = None
+    """A :class:`ScanContext` for a checkpoint, read lazily (rebuilt when its metadata allows).
+
+    Args:
+        path: A model file, shard index or checkpoint directory (any format
+            :func:`~covertml.models.checkpoint.open_checkpoint` reads).
+        reference: A trusted checkpoint of the same architecture.
+        dataset: The owner's data.
+        oracle: A label oracle (the prediction API).
+        seed: Seed of the detectors' random choices.
+        allow_pickle: Also read pickle-based files (``weights_only=True``).
+    """
+    tensors = open_checkpoint(path, allow_pickle=allow_pickle)
+    info, model = _rebuild(path, tensors, allow_pickle=allow_pickle)
+    ref: Checkpoint | None = None
     ref_model = None
     if reference is not None:
-        ref, _ = read_tensors(reference)
-        try:
-            ref_model = load_model(reference).model
-        except CovertMLError as exc:
-            log.info("reference used as tensors only: %s", exc)
-        shared = [k for k in tensors if k in ref and ref[k].shape == tensors[k].shape]
+        ref = open_checkpoint(reference, allow_pickle=allow_pickle)
+        _, ref_model = _rebuild(reference, ref, allow_pickle=allow_pickle)
+        shared = [k for k in tensors if k in ref and ref.infos[k].shape == tensors.infos[k].shape]
         if not shared:
             raise ConfigError(
                 f"reference {reference} shares no tensor with {path}",
@@ -178,3 +198,19 @@ def context_from_file(
         oracle=oracle,
         seed=seed,
     )
+
+
+def _rebuild(
+    path: str | os.PathLike[str], ck: Checkpoint, *, allow_pickle: bool
+) -> tuple[ModelInfo | None, torch.nn.Module | None]:
+    """The model behind a covertml checkpoint (for probes); ``None`` for foreign ones."""
+    if "architecture" not in ck.metadata or not ck.format.startswith(("safetensors", "pickle")):
+        return None, None
+    try:
+        info = read_info(ck.metadata, path=path)
+        if ck.format != "safetensors":
+            return info, None
+        return info, load_model(ck.path, allow_pickle=allow_pickle).model
+    except CovertMLError as exc:
+        log.info("scanning tensors only: %s", exc)
+        return None, None

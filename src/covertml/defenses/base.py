@@ -45,6 +45,9 @@ class Sanitizer(ABC):
 
     name: ClassVar[str]
     needs_data: ClassVar[bool] = False
+    #: Whether each value's new value depends on that value alone, so that files can be
+    #: sanitized in chunks of a tensor (bounded memory whatever the tensor's size).
+    elementwise: ClassVar[bool] = False
     default_scope: ClassVar[Scope] = "all"
 
     scope: Scope | None = None
@@ -55,9 +58,13 @@ class Sanitizer(ABC):
 
     def selects(self, tensor: torch.Tensor) -> bool:
         """Whether this sanitizer changes ``tensor``."""
-        if not tensor.is_floating_point():
+        return self.selects_kind(floating=tensor.is_floating_point(), ndim=tensor.ndim)
+
+    def selects_kind(self, *, floating: bool, ndim: int) -> bool:
+        """Whether this sanitizer changes tensors of this kind (floating, ``ndim`` dims)."""
+        if not floating:
             return False
-        return (self.scope or self.default_scope) == "all" or tensor.ndim >= 2
+        return (self.scope or self.default_scope) == "all" or ndim >= 2
 
     @abstractmethod
     def transform(self, tensor: torch.Tensor, *, rng: np.random.Generator) -> torch.Tensor:

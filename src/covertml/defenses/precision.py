@@ -30,6 +30,7 @@ class FP16(Sanitizer):
     """
 
     name: ClassVar[str] = "fp16"
+    elementwise: ClassVar[bool] = True
 
     def transform(self, tensor: torch.Tensor, *, rng: np.random.Generator) -> torch.Tensor:
         """The sanitized copy of one float tensor (see the class)."""
@@ -49,6 +50,7 @@ class BF16(Sanitizer):
     """
 
     name: ClassVar[str] = "bf16"
+    elementwise: ClassVar[bool] = True
 
     def transform(self, tensor: torch.Tensor, *, rng: np.random.Generator) -> torch.Tensor:
         """The sanitized copy of one float tensor (see the class)."""

@@ -10,11 +10,14 @@ regular intervals. Windows with the same content under several orders are search
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
+
+from covertml.models.checkpoint import describe, read_range
 
 
 @dataclass(frozen=True, eq=False)
@@ -35,7 +38,7 @@ class Window:
 
 
 def carrier_orders(
-    tensors: dict[str, torch.Tensor], model: nn.Module | None = None
+    tensors: Mapping[str, torch.Tensor], model: nn.Module | None = None
 ) -> dict[str, list[str]]:
     """The distinct tensor orders an attacker may have used, by name.
 
@@ -49,7 +52,8 @@ def carrier_orders(
         {'file order': ['b.weight', 'a.bias'], 'file order, 2-D and up': ['b.weight'], \
 'name order': ['a.bias', 'b.weight']}
     """
-    floats = [k for k, v in tensors.items() if v.is_floating_point() and v.numel() > 0]
+    infos = describe(tensors)
+    floats = [k for k, i in infos.items() if i.is_floating_point and i.numel > 0]
     bases = {"file order": floats, "name order": sorted(floats)}
     if model is not None:
         names = [n for n, _ in model.named_parameters() if n in tensors]
@@ -60,7 +64,7 @@ def carrier_orders(
     for label, names in bases.items():
         for suffix, keep in (
             ("", names),
-            (", 2-D and up", [k for k in names if tensors[k].ndim >= 2]),
+            (", 2-D and up", [k for k in names if infos[k].ndim >= 2]),
         ):
             key = tuple(keep)
             if keep and key not in seen:
@@ -70,7 +74,7 @@ def carrier_orders(
 
 
 def windows(
-    tensors: dict[str, torch.Tensor],
+    tensors: Mapping[str, torch.Tensor],
     *,
     model: nn.Module | None,
     length: int,
@@ -81,7 +85,8 @@ def windows(
     Priority: the start of each stream, then the start of each tensor (2-D and up first,
     in stream order), then evenly spaced interior windows of large tensors. Windows are
     keyed by their content (start tensor, offset, the tensors they span), so one stretch
-    shared by several orders is searched once.
+    shared by several orders is searched once. Only the values of the windows are read
+    (from a lazy checkpoint, only those bytes).
 
     Example:
         >>> t = {"w": torch.arange(10.0).reshape(2, 5), "v": torch.zeros(3, 3)}
@@ -90,13 +95,13 @@ def windows(
         [('w', 0, 12), ('v', 0, 12), ('v', 0, 9), ('w', 0, 10)]
     """
     orders = carrier_orders(tensors, model)
-    flat = {k: tensors[k].detach().float().reshape(-1).numpy() for k in tensors}
+    infos = describe(tensors)
     candidates: list[tuple[int, str, list[str], int]] = []  # (priority, order, names, offset)
     for order, names in orders.items():
         for i, name in enumerate(names):
-            tier = 0 if i == 0 else (1 if tensors[name].ndim >= 2 else 2)
+            tier = 0 if i == 0 else (1 if infos[name].ndim >= 2 else 2)
             candidates.append((tier, order, names[i:], 0))
-            size = flat[name].size
+            size = infos[name].numel
             for offset in range(length, size - length // 2, length):
                 candidates.append((3, order, names[i:], offset))
     candidates.sort(key=lambda c: c[0])
@@ -105,16 +110,17 @@ def windows(
     for _, order, names, offset in candidates:
         parts, spanned, need = [], [], length
         for j, name in enumerate(names):
-            piece = flat[name][offset if j == 0 else 0 :]
-            parts.append(piece[:need])
+            start = offset if j == 0 else 0
+            take = max(0, min(need, infos[name].numel - start))
+            parts.append((name, start, take))
             spanned.append(name)
-            need -= min(need, piece.size)
+            need -= take
             if need == 0:
                 break
         key = (str(offset), *spanned)
-        values = np.concatenate(parts)
-        if key in seen or values.size < 2:
+        if key in seen or length - need < 2:
             continue
+        values = np.concatenate([read_range(tensors, n, a, c).float().numpy() for n, a, c in parts])
         seen.add(key)
         more = f" .. {spanned[-1]}" if len(spanned) > 1 else ""
         label = f"{order}: {spanned[0]}[{offset}:]{more}"

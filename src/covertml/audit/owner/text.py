@@ -29,6 +29,7 @@ from covertml.audit.owner.matching import ItemTest, Matches, sample_ids, selecti
 from covertml.audit.owner.order import ORDER_ITEMS, order_test_of
 from covertml.audit.owner.streams import windows
 from covertml.data.base import Dataset, Documents
+from covertml.models.checkpoint import describe
 
 NULL = (
     "the owner's held-out (test) documents: training and held-out documents are "
@@ -171,9 +172,9 @@ def text_findings(
             )
     vocab = ds.train.x.shape[1]
     carriers = [
-        (tname, tensor.detach().float().numpy())
-        for tname, tensor in ctx.tensors.items()
-        if tensor.is_floating_point() and tensor.ndim == 2 and vocab in tensor.shape
+        (tname, ctx.tensors[tname].detach().float().numpy())
+        for tname, info in describe(ctx.tensors).items()
+        if info.is_floating_point and info.ndim == 2 and vocab in info.shape
     ]
     if not carriers:
         return findings
