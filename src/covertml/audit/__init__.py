@@ -17,7 +17,9 @@ from covertml.audit.base import (
     list_detectors,
     register_detector,
 )
+from covertml.audit.batch import BatchReport, scan_paths
 from covertml.audit.probe import label_entropy
+from covertml.audit.sarif import to_sarif, write_sarif
 from covertml.audit.scan import (
     EXIT_CLEAN,
     EXIT_ERROR,
@@ -29,6 +31,7 @@ from covertml.audit.scan import (
 
 __all__ = [
     "DETECTORS",
+    "BatchReport",
     "EXIT_CLEAN",
     "EXIT_ERROR",
     "EXIT_FINDINGS",
@@ -43,4 +46,7 @@ __all__ = [
     "list_detectors",
     "register_detector",
     "scan",
+    "scan_paths",
+    "to_sarif",
+    "write_sarif",
 ]

@@ -17,11 +17,26 @@ def _method_help() -> str:
 
 
 def sanitize(
-    src: Annotated[Path, typer.Argument(metavar="IN", help="Model file to clean (left as is).")],
-    dst: Annotated[Path, typer.Argument(metavar="OUT", help="New .safetensors file to write.")],
+    src: Annotated[
+        Path,
+        typer.Argument(
+            metavar="IN", help="Model file, shard index or checkpoint directory (left as is)."
+        ),
+    ],
+    dst: Annotated[
+        Path,
+        typer.Argument(
+            metavar="OUT",
+            help="New file (or directory, for sharded checkpoints) in the input's layout.",
+        ),
+    ],
     method: Annotated[str, typer.Option("--method", "-m", help=_method_help())],
     bits: Annotated[
-        int | None, typer.Option(help="[lsb-randomize, lsb-zero] low bits (1-23).")
+        int | None,
+        typer.Option(
+            help="[lsb-randomize, lsb-zero] low mantissa bits (default per format: float32 "
+            "16, float16 5, bfloat16 2; at most 23 / 10 / 7)."
+        ),
     ] = None,
     per: Annotated[str | None, typer.Option(help="[int8] tensor or channel.")] = None,
     percent: Annotated[float | None, typer.Option(help="[prune] % of weights zeroed.")] = None,
@@ -43,9 +58,17 @@ def sanitize(
     train_limit: Annotated[int | None, typer.Option(help="[finetune] train on a subset.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of random bits, noise and training.")] = 0,
     overwrite: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
+    allow_pickle: Annotated[
+        bool,
+        typer.Option(help="Also read .bin/.pt/.pth pickles (torch.load, weights_only=True)."),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Write a sanitized copy of a model file (never over the input; written atomically)."""
+    """Write a sanitized copy of a checkpoint (never over the input; written atomically).
+
+    Streams tensor by tensor and shard by shard; each tensor keeps its dtype, name and
+    place, and the metadata records what was done. Sharded in, sharded out.
+    """
     shortcuts = {
         "bits": bits,
         "per": per,
@@ -63,16 +86,23 @@ def sanitize(
         from covertml.data import create_dataset
 
         ds = create_dataset(dataset, data_dir=data_dir, train_limit=train_limit, seed=seed)
-    result = sanitize_file(src, dst, sanitizer, seed=seed, dataset=ds, overwrite=overwrite)
+    result = sanitize_file(
+        src, dst, sanitizer, seed=seed, dataset=ds, overwrite=overwrite, allow_pickle=allow_pickle
+    )
     if as_json:
         print_json(result.to_dict())
         return
     share = result.values_changed / max(result.values, 1)
     console.print(
-        f"wrote [bold]{dst}[/] ({method}): {result.values_changed:,} of {result.values:,} "
+        f"wrote [bold]{result.output}[/] ({method}, {len(result.files)} files): "
+        f"{result.values_changed:,} of {result.values:,} "
         f"values changed ({100 * share:.1f}%) in {result.tensors_changed} tensors, "
         f"mean |change| {result.mean_abs_change:.3g}"
+        + (f"; low bits per format: {result.bits}" if result.bits else ""),
+        highlight=False,
     )
+    for name, why in result.skipped.items():
+        console.print(f"[dim]skipped {name}: {why}[/]", highlight=False)
 
 
 def sanitizers(as_json: JsonOpt = False) -> None:

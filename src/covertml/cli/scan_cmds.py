@@ -8,8 +8,17 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from covertml.audit import DETECTORS, ScanReport, context_from_file, scan
+from covertml.audit import (
+    DETECTORS,
+    BatchReport,
+    ScanReport,
+    context_from_file,
+    scan,
+    scan_paths,
+    write_sarif,
+)
 from covertml.cli.common import DataDirOpt, JsonOpt, console, print_json
+from covertml.models.checkpoint.open import SUFFIXES
 
 
 def _detector_help() -> str:
@@ -63,8 +72,36 @@ def _print(report: ScanReport) -> None:
     )
 
 
+def _summary(batch: BatchReport) -> None:
+    table = Table(title=f"covertml scan: {len(batch.reports) + len(batch.errors)} checkpoints")
+    for col in ("checkpoint", "format", "values", "verdict", "smallest p (family)", "seconds"):
+        table.add_column(col)
+    for r in batch.reports:
+        p = min((d.p_value for d in r.reports), default=1.0)
+        colour = "red" if r.flagged else "green"
+        table.add_row(
+            r.model,
+            r.format,
+            f"{r.values:,}",
+            f"[{colour}]{r.verdict}[/]",
+            f"{p:.2g}",
+            f"{r.seconds:.1f}",
+        )
+    for path in batch.errors:
+        table.add_row(path, "", "", "[bold red]error[/]", "", "")
+    console.print(table)
+    for path, why in batch.errors.items():
+        console.print(f"[red]error[/] {path}: {why}", highlight=False)
+
+
 def scan_cmd(
-    model: Annotated[Path, typer.Argument(metavar="MODEL", help="Model file to scan.")],
+    models: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="PATH...",
+            help="Model files, shard indexes, checkpoint directories or trees of them.",
+        ),
+    ],
     reference: Annotated[
         Path | None, typer.Option(help="A trusted model of the same task to compare with.")
     ] = None,
@@ -84,13 +121,21 @@ def scan_cmd(
             "this probability, over all detectors, tensors and hypotheses."
         ),
     ] = 1e-3,
+    allow_pickle: Annotated[
+        bool,
+        typer.Option(help="Also read .bin/.pt/.pth pickles (torch.load, weights_only=True)."),
+    ] = False,
+    sarif: Annotated[
+        Path | None, typer.Option(help="Also write the findings as SARIF 2.1.0 to this file.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Scan a model for smuggled training data. Exit 0: nothing found, 1: findings, 2: error.
+    """Scan checkpoints for smuggled training data. Exit 0: nothing found, 1: findings, 2: error.
 
-    Every finding is a test against a null the detector builds itself (the owner's held-out
-    items, shuffled orders, a reference model), and the verdict holds the false-positive
-    rate at --alpha.
+    Takes files (safetensors, .bin/.pt with --allow-pickle, .onnx, .gguf), shard indexes,
+    checkpoint directories and trees of them. Every finding is a test against a null the
+    detector builds itself (the owner's held-out items, shuffled orders, a reference
+    model), and each checkpoint's verdict holds the false-positive rate at --alpha.
     """
     ds = None
     if dataset is not None:
@@ -102,17 +147,56 @@ def scan_cmd(
         from covertml.serve.client import HTTPOracle
 
         oracle = HTTPOracle(endpoint)
+    single = len(models) == 1 and (models[0].is_file() or _is_checkpoint_dir(models[0]))
     try:
-        ctx = context_from_file(model, reference=reference, dataset=ds, oracle=oracle, seed=seed)
-        report = scan(ctx, detectors=detector, name=str(model), alpha=alpha)
+        if single:
+            ctx = context_from_file(
+                models[0],
+                reference=reference,
+                dataset=ds,
+                oracle=oracle,
+                seed=seed,
+                allow_pickle=allow_pickle,
+            )
+            report = scan(ctx, detectors=detector, name=str(models[0]), alpha=alpha)
+            batch = BatchReport((report,))
+        else:
+            batch = scan_paths(
+                models,
+                detectors=detector,
+                alpha=alpha,
+                reference=reference,
+                dataset=ds,
+                oracle=oracle,
+                seed=seed,
+                allow_pickle=allow_pickle,
+            )
     finally:
         if oracle is not None:
             oracle.close()
+    if sarif is not None:
+        write_sarif(sarif, batch.reports, errors=batch.errors)
     if as_json:
-        print_json(report.to_dict())
+        print_json(batch.reports[0].to_dict() if single else batch.to_dict())
+    elif single:
+        _print(batch.reports[0])
     else:
-        _print(report)
-    raise typer.Exit(report.exit_code)
+        for r in batch.reports:
+            if r.flagged:
+                _print(r)
+        _summary(batch)
+    raise typer.Exit(batch.exit_code)
+
+
+def _is_checkpoint_dir(path: Path) -> bool:
+    """A directory that is one checkpoint (an index, or exactly one model file)."""
+    if not path.is_dir():
+        return False
+    if any(path.glob("*.index.json")):
+        return True
+    return len(
+        [p for p in path.iterdir() if p.is_file() and p.suffix in SUFFIXES]
+    ) == 1 and not any(p.is_dir() for p in path.iterdir())
 
 
 def detectors(as_json: JsonOpt = False) -> None:

@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from covertml.errors import ConfigError
+from covertml.errors import ConfigError, ModelFileError
 from covertml.models.checkpoint import safetensors_format as stf
 from covertml.models.checkpoint.base import Checkpoint, TensorInfo
 from covertml.paths import atomic_write
@@ -232,6 +232,12 @@ def write_like(
             fix="choose another output path",
         )
     fmt = ck.format
+    unwritable = [i.name for i in ck.infos.values() if i.skip is not None and i.offset is None]
+    if unwritable and fmt not in {"onnx", "gguf"}:
+        raise ModelFileError(
+            f"{ck.path}: tensor {unwritable[0]} cannot be copied ({ck.infos[unwritable[0]].skip})",
+            fix="convert the checkpoint to float32/float16/bfloat16 safetensors first",
+        )
     if fmt in {"safetensors-sharded", "pickle-sharded"}:
         return _write_sharded(ck, out, transform, metadata, chunk=chunk, overwrite=overwrite)
     if fmt in {"onnx", "gguf"}:
