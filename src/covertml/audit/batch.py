@@ -41,6 +41,7 @@ class BatchReport:
 
     reports: tuple[ScanReport, ...]
     errors: dict[str, str] = field(default_factory=dict)
+    failures: dict[str, CovertMLError] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def exit_code(self) -> int:
@@ -83,7 +84,7 @@ def scan_paths(
         (1, ['b.safetensors'])
     """
     found = find_checkpoints(paths)
-    reports, errors = [], {}
+    reports, failures = [], {}
     for path in found:
         try:
             ctx = context_from_file(
@@ -96,6 +97,7 @@ def scan_paths(
             )
             reports.append(scan(ctx, detectors=detectors, name=str(path), alpha=alpha))
         except CovertMLError as exc:
-            log.warning("%s: %s", path, exc)
-            errors[str(path)] = str(exc)
-    return BatchReport(tuple(reports), errors)
+            log.info("%s: %s", path, exc)
+            failures[str(path)] = exc
+    errors = {k: str(v) for k, v in failures.items()}
+    return BatchReport(tuple(reports), errors, failures)

@@ -12,13 +12,10 @@ from covertml.audit import (
     DETECTORS,
     BatchReport,
     ScanReport,
-    context_from_file,
-    scan,
     scan_paths,
     write_sarif,
 )
 from covertml.cli.common import DataDirOpt, JsonOpt, console, print_json
-from covertml.models.checkpoint.open import SUFFIXES
 
 
 def _detector_help() -> str:
@@ -147,35 +144,25 @@ def scan_cmd(
         from covertml.serve.client import HTTPOracle
 
         oracle = HTTPOracle(endpoint)
-    single = len(models) == 1 and (models[0].is_file() or _is_checkpoint_dir(models[0]))
     try:
-        if single:
-            ctx = context_from_file(
-                models[0],
-                reference=reference,
-                dataset=ds,
-                oracle=oracle,
-                seed=seed,
-                allow_pickle=allow_pickle,
-            )
-            report = scan(ctx, detectors=detector, name=str(models[0]), alpha=alpha)
-            batch = BatchReport((report,))
-        else:
-            batch = scan_paths(
-                models,
-                detectors=detector,
-                alpha=alpha,
-                reference=reference,
-                dataset=ds,
-                oracle=oracle,
-                seed=seed,
-                allow_pickle=allow_pickle,
-            )
+        batch = scan_paths(
+            models,
+            detectors=detector,
+            alpha=alpha,
+            reference=reference,
+            dataset=ds,
+            oracle=oracle,
+            seed=seed,
+            allow_pickle=allow_pickle,
+        )
     finally:
         if oracle is not None:
             oracle.close()
     if sarif is not None:
         write_sarif(sarif, batch.reports, errors=batch.errors)
+    single = len(batch.reports) + len(batch.errors) == 1
+    if single and batch.errors:  # one checkpoint that cannot be read: its one-line error
+        raise next(iter(batch.failures.values()))
     if as_json:
         print_json(batch.reports[0].to_dict() if single else batch.to_dict())
     elif single:
@@ -186,17 +173,6 @@ def scan_cmd(
                 _print(r)
         _summary(batch)
     raise typer.Exit(batch.exit_code)
-
-
-def _is_checkpoint_dir(path: Path) -> bool:
-    """A directory that is one checkpoint (an index, or exactly one model file)."""
-    if not path.is_dir():
-        return False
-    if any(path.glob("*.index.json")):
-        return True
-    return len(
-        [p for p in path.iterdir() if p.is_file() and p.suffix in SUFFIXES]
-    ) == 1 and not any(p.is_dir() for p in path.iterdir())
 
 
 def detectors(as_json: JsonOpt = False) -> None:

@@ -151,14 +151,7 @@ def open_pickle_sharded(index: Path) -> Checkpoint:
             if weight_map.get(name) == shard.name:
                 infos[name] = _info(name, tensor, shard)
         del tensors
-    absent = [k for k in weight_map if k not in infos]
-    if absent:
-        raise ModelFileError(
-            f"{index} names tensor {absent[0]} in {weight_map[absent[0]]}, which does not hold "
-            f"it ({len(absent)} such tensors)",
-            fix="the index and shards come from different checkpoints; re-download them",
-        )
-    extra = {"index": str(index), "index_metadata": index_meta, "weight_map": weight_map}
+    extra = stf.check_index(index, weight_map, index_meta, infos)
     return Checkpoint(
         str(index),
         "pickle-sharded",

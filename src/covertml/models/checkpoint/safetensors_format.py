@@ -143,17 +143,27 @@ def open_sharded(index: Path) -> Checkpoint:
         for info in found:
             if weight_map.get(info.name) == shard.name:
                 infos[info.name] = info
-    absent = [k for k, s in weight_map.items() if k not in infos]
+    extra = check_index(index, weight_map, index_meta, infos)
+    return Checkpoint(
+        str(index), "safetensors-sharded", infos, meta, tuple(map(str, shards)), extra
+    )
+
+
+def check_index(
+    index: Path,
+    weight_map: dict[str, str],
+    index_meta: dict[str, Any],
+    infos: dict[str, TensorInfo],
+) -> dict[str, Any]:
+    """Raises unless every tensor the index names was found; the checkpoint's ``extra``."""
+    absent = [k for k in weight_map if k not in infos]
     if absent:
         raise ModelFileError(
             f"{index} names tensor {absent[0]} in {weight_map[absent[0]]}, which does not hold "
             f"it ({len(absent)} such tensors)",
             fix="the index and shards come from different checkpoints; re-download them",
         )
-    extra = {"index": str(index), "index_metadata": index_meta, "weight_map": weight_map}
-    return Checkpoint(
-        str(index), "safetensors-sharded", infos, meta, tuple(map(str, shards)), extra
-    )
+    return {"index": str(index), "index_metadata": index_meta, "weight_map": weight_map}
 
 
 def header_bytes(infos: list[TensorInfo], metadata: dict[str, str]) -> tuple[bytes, list[int]]:
