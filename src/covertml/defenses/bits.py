@@ -20,12 +20,14 @@ from typing import ClassVar
 
 import numpy as np
 import torch
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from covertml.defenses.base import Sanitizer, register_sanitizer
 from covertml.errors import ConfigError
 from covertml.floats import FloatFormat, check_bits, from_words, low_mask, require_format, to_words
 
 KEEP_BITS = 5
+_BLOCK = 16  # AES block: update_into wants this much room past the data
 MAX_DEFAULT_BITS = 16
 
 
@@ -68,18 +70,57 @@ class _LowBits(Sanitizer):
             ) from None
         return self.bits
 
-    def _words(self, tensor: torch.Tensor) -> tuple[np.ndarray, FloatFormat, int]:
+    def rewrite_words(
+        self,
+        words: np.ndarray,
+        fmt: FloatFormat,
+        *,
+        rng: np.random.Generator,
+        scratch: np.ndarray | None = None,
+    ) -> None:
+        """Rewrites the low bits of ``words`` (a flat array of ``fmt`` words) in place.
+
+        ``scratch`` (optional) is a byte buffer at least as large as ``words``, reused for
+        noise so that streaming many chunks allocates nothing per chunk.
+        """
+        raise NotImplementedError
+
+    def transform(self, tensor: torch.Tensor, *, rng: np.random.Generator) -> torch.Tensor:
+        """The sanitized copy of one float tensor (see the class)."""
         fmt = require_format(tensor.dtype)
-        return to_words(tensor), fmt, self.bits_for(tensor.dtype)
+        words = to_words(tensor)
+        self.rewrite_words(words, fmt, rng=rng)
+        return from_words(words, fmt, tuple(tensor.shape))
 
 
-def random_low_bits(words: np.ndarray, bits: int, rng: np.random.Generator) -> np.ndarray:
-    """Random values below ``2**bits`` in the dtype of ``words``, drawn 64 bits at a time."""
-    lanes = 8 // words.itemsize
-    raw = rng.bit_generator.random_raw(-(-words.size // lanes))
-    noise = np.asarray(raw, dtype="<u8").view(words.dtype)[: words.size]
-    out: np.ndarray = noise & words.dtype.type((1 << bits) - 1)
-    return out
+def random_low_bits(
+    words: np.ndarray, bits: int, rng: np.random.Generator, *, out: np.ndarray | None = None
+) -> np.ndarray:
+    """Uniform random values below ``2**bits``, one per word, in the words' dtype.
+
+    The bits come from AES-256 in counter mode under a key drawn from ``rng``: a keystream
+    at memory speed that no one without the key can predict, so the replaced bits carry
+    nothing an attacker could anticipate. ``out`` (a byte buffer of at least
+    ``words.nbytes``) is filled in place instead of a new array.
+
+    Example:
+        >>> w = np.zeros(10_000, "<u2")
+        >>> noise = random_low_bits(w, 2, np.random.default_rng(0))
+        >>> noise.dtype == w.dtype, sorted(set(noise.tolist()))
+        (True, [0, 1, 2, 3])
+    """
+    size = words.nbytes
+    if out is None:
+        out = np.empty(size + _BLOCK, np.uint8)
+    if out.nbytes < size + _BLOCK:
+        raise ValueError(f"noise buffer of {out.nbytes} bytes is smaller than {size + _BLOCK}")
+    cipher = Cipher(algorithms.AES(rng.bytes(32)), modes.CTR(bytes(_BLOCK))).encryptor()
+    raw = out.reshape(-1)[: size + _BLOCK]
+    raw[:size] = 0
+    cipher.update_into(memoryview(raw[:size]), memoryview(raw))  # type: ignore[arg-type]
+    noise = raw[:size].view(words.dtype)
+    noise &= words.dtype.type((1 << bits) - 1)
+    return noise
 
 
 @register_sanitizer
@@ -101,13 +142,19 @@ class LSBRandomize(_LowBits):
 
     name: ClassVar[str] = "lsb-randomize"
 
-    def transform(self, tensor: torch.Tensor, *, rng: np.random.Generator) -> torch.Tensor:
-        """The sanitized copy of one float tensor (see the class)."""
-        words, fmt, bits = self._words(tensor)
-        noise = random_low_bits(words, bits, rng)
+    def rewrite_words(
+        self,
+        words: np.ndarray,
+        fmt: FloatFormat,
+        *,
+        rng: np.random.Generator,
+        scratch: np.ndarray | None = None,
+    ) -> None:
+        """Replaces the low bits of ``words`` with random bits, in place."""
+        bits = self.bits_for(fmt.torch_dtype)
+        noise = random_low_bits(words, bits, rng, out=scratch)
         words &= ~low_mask(bits, fmt)
         words |= noise
-        return from_words(words, fmt, tuple(tensor.shape))
 
 
 @register_sanitizer
@@ -126,8 +173,13 @@ class LSBZero(_LowBits):
 
     name: ClassVar[str] = "lsb-zero"
 
-    def transform(self, tensor: torch.Tensor, *, rng: np.random.Generator) -> torch.Tensor:
-        """The sanitized copy of one float tensor (see the class)."""
-        words, fmt, bits = self._words(tensor)
-        words &= ~low_mask(bits, fmt)
-        return from_words(words, fmt, tuple(tensor.shape))
+    def rewrite_words(
+        self,
+        words: np.ndarray,
+        fmt: FloatFormat,
+        *,
+        rng: np.random.Generator,
+        scratch: np.ndarray | None = None,
+    ) -> None:
+        """Clears the low bits of ``words``, in place."""
+        words &= ~low_mask(self.bits_for(fmt.torch_dtype), fmt)

@@ -22,12 +22,12 @@ import torch
 
 from covertml.data.base import Dataset
 from covertml.defenses.base import SEED_TAG, Sanitizer
+from covertml.defenses.stream import Tally, WordStream
 from covertml.errors import ConfigError
 from covertml.models.checkpoint import Checkpoint, TensorInfo, open_checkpoint, write_like
 from covertml.models.files import load_model, save_model
 
 CHUNK = 1 << 24  # values per chunk for element-wise sanitizers
-_STAT_CHUNK = 1 << 22
 
 
 @dataclass(frozen=True)
@@ -79,28 +79,6 @@ def sanitize_state(
     loaded = load_model(path)
     clean = sanitizer.sanitize(loaded.model, seed=seed, dataset=dataset)
     return {k: v.detach().contiguous() for k, v in clean.state_dict().items()}
-
-
-class _Tally:
-    """Counts what changed, chunk by chunk, in float64 on small slices."""
-
-    def __init__(self) -> None:
-        self.values = self.changed = self.tensors = 0
-        self.total = 0.0
-        self.changed_in: set[str] = set()
-
-    def add(self, name: str, before: torch.Tensor, after: torch.Tensor) -> None:
-        a, b = before.reshape(-1), after.reshape(-1)
-        for start in range(0, a.numel(), _STAT_CHUNK):
-            x = a[start : start + _STAT_CHUNK].to(torch.float64)
-            y = b[start : start + _STAT_CHUNK].to(torch.float64)
-            diff = (y - x).abs()
-            n = int((diff > 0).sum()) + int((x.isnan() != y.isnan()).sum())
-            self.changed += n
-            self.total += float(diff.nan_to_num(0.0).sum())
-            if n:
-                self.changed_in.add(name)
-        self.values += a.numel()
 
 
 def _check_paths(source: Path, target: Path, overwrite: bool) -> None:
@@ -167,7 +145,7 @@ def sanitize_file(
     """
     source, target = Path(src), Path(dst)
     _check_paths(source, target, overwrite)
-    tally = _Tally()
+    tally = Tally()
     bits: dict[str, int] = {}
     if sanitizer.needs_data:
         before, after, files = _retrain(source, target, sanitizer, seed=seed, dataset=dataset)
@@ -189,9 +167,17 @@ def sanitize_file(
         if bits_for is not None:  # checked before anything is written
             bits.update({i.dtype: int(bits_for(i.torch_dtype)) for i in chosen})
 
+        chunk = CHUNK if sanitizer.elementwise else None
+        words: WordStream | None = None
+        if chunk is not None and hasattr(sanitizer, "rewrite_words") and chosen:
+            size = min(chunk, max(i.numel for i in chosen))
+            words = WordStream(sanitizer, rng=rng, tally=tally, size=size)
+
         def transform(info: TensorInfo, values: torch.Tensor) -> torch.Tensor:
             if not sanitizer.selects_kind(floating=info.is_floating_point, ndim=info.ndim):
                 return values
+            if words is not None:
+                return words(info, values)
             new = sanitizer.transform(values, rng=rng).to(values.dtype).contiguous()
             tally.add(info.name, values, new)
             return new
@@ -202,8 +188,13 @@ def sanitize_file(
             entry["bits"] = dict(bits)
         history.append({**entry, "seed": seed})
         meta = {**ck.metadata, "sanitized": json.dumps(history)}
-        chunk = CHUNK if sanitizer.elementwise else None
-        written = write_like(ck, target, transform, metadata=meta, chunk=chunk, overwrite=overwrite)
+        try:
+            written = write_like(
+                ck, target, transform, metadata=meta, chunk=chunk, overwrite=overwrite
+            )
+        finally:
+            if words is not None:
+                words.close()
         output, files, skipped = written.output, written.files, ck.skipped
     return SanitizeResult(
         method=sanitizer.name,

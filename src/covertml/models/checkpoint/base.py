@@ -103,17 +103,28 @@ def info_of(name: str, tensor: torch.Tensor) -> TensorInfo:
     )
 
 
-def read_raw(info: TensorInfo, *, start: int = 0, count: int | None = None) -> torch.Tensor:
+def read_raw(
+    info: TensorInfo,
+    *,
+    start: int = 0,
+    count: int | None = None,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Reads values ``[start, start + count)`` of a raw-addressed tensor (flat) from its file.
 
-    One ``readinto`` into a fresh buffer: nothing else of the file is read or mapped.
+    One ``readinto`` into a fresh buffer, or into the front of ``out`` (a ``uint8`` tensor
+    reused across reads, so streaming allocates nothing per chunk; the result is then a
+    view of it): nothing else of the file is read or mapped.
     """
     if info.offset is None:
         raise ValueError(f"{info.name} has no byte offset")
     dtype = info.torch_dtype
     item = torch.empty((), dtype=dtype).element_size()
     n = info.numel - start if count is None else max(0, min(count, info.numel - start))
-    buf = bytearray(n * item)
+    if out is not None and out.dtype == torch.uint8 and out.numel() >= n * item:
+        buf: memoryview | bytearray = out[: n * item].numpy().data
+    else:
+        buf = bytearray(n * item)
     if n:
         with open(info.file, "rb") as handle:
             handle.seek(info.offset + start * item)
@@ -208,11 +219,17 @@ class Checkpoint(Mapping[str, torch.Tensor]):
             return self.loader(info)
         return read_raw(info).reshape(info.shape)
 
-    def read_range(self, key: str, start: int, count: int) -> torch.Tensor:
-        """Values ``[start, start + count)`` of tensor ``key``, flat, reading only those."""
+    def read_range(
+        self, key: str, start: int, count: int, *, out: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Values ``[start, start + count)`` of tensor ``key``, flat, reading only those.
+
+        ``out``: a ``uint8`` buffer to read into where the tensor lies raw in its file
+        (see :func:`read_raw`).
+        """
         info = self.infos[key]
         if self.loader is None and info.offset is not None:
-            return read_raw(info, start=start, count=count)
+            return read_raw(info, start=start, count=count, out=out)
         return self[key].reshape(-1)[start : start + count].clone()
 
 

@@ -33,7 +33,9 @@ from covertml.models.checkpoint.base import Checkpoint, TensorInfo
 from covertml.paths import atomic_write
 
 #: ``transform(info, values)``: the new values (same shape and dtype) of a readable tensor,
-#: or of a flat chunk of it when the writer streams in chunks.
+#: or of a flat chunk of it when the writer streams in chunks. When streaming, ``values``
+#: may be a view of a buffer that the next chunk is read into, and the result is written
+#: before the next call: neither may be kept.
 Transform = Callable[[TensorInfo, torch.Tensor], torch.Tensor]
 SIDE_FILE_LIMIT = 64 * 1024 * 1024  # directory files copied beside the shards (configs...)
 
@@ -55,12 +57,14 @@ class WriteResult:
         return {"output": self.output, "files": list(self.files)}
 
 
-def _chunks(ck: Checkpoint, info: TensorInfo, chunk: int | None) -> Iterator[torch.Tensor]:
-    if chunk is None or info.numel <= chunk:
+def _chunks(
+    ck: Checkpoint, info: TensorInfo, chunk: int | None, buffer: torch.Tensor | None
+) -> Iterator[torch.Tensor]:
+    if chunk is None:
         yield ck[info.name]
         return
     for start in range(0, info.numel, chunk):
-        yield ck.read_range(info.name, start, chunk)
+        yield ck.read_range(info.name, start, chunk, out=buffer)
 
 
 def _tensor_bytes(values: torch.Tensor) -> memoryview:
@@ -92,6 +96,11 @@ def write_safetensors_file(
 ) -> None:
     """One safetensors file of ``infos`` (in that order), transformed, written atomically."""
     header, _ = stf.header_bytes(infos, metadata)
+    readable = [i for i in infos if i.skip is None]
+    buffer = None
+    if chunk is not None and readable:  # one read buffer for every chunk of this file
+        widest = max(torch.empty((), dtype=i.torch_dtype).element_size() for i in readable)
+        buffer = torch.empty(min(chunk, max(i.numel for i in readable)) * widest, dtype=torch.uint8)
     with atomic_write(target) as handle:
         handle.write(header)
         for info in infos:
@@ -99,7 +108,7 @@ def write_safetensors_file(
                 for piece in _raw_bytes(info):
                     handle.write(piece)
                 continue
-            for values in _chunks(ck, info, chunk):
+            for values in _chunks(ck, info, chunk, buffer):
                 new = transform(info, values)
                 if new.dtype != values.dtype or new.numel() != values.numel():
                     raise ValueError(f"transform changed {info.name}'s dtype or size")
