@@ -66,7 +66,7 @@ class Scratch:
             np.copyto(diff, new.view("<f2"), casting="same_kind")
             np.subtract(diff, old.view("<f2"), out=diff, casting="same_kind")
         elif fmt is BFLOAT16:  # bfloat16 is the high half of a float32
-            np.left_shift(new, 16, out=diff.view(np.uint32), casting="unsafe")
+            np.left_shift(new, 16, out=diff.view(np.uint32), dtype=np.uint32)
             np.subtract(diff, self._upcast(old), out=diff)
         else:
             np.subtract(new.view("<f4"), old.view("<f4"), out=diff)
@@ -81,7 +81,7 @@ class Scratch:
         if self._wide.size < words.size:
             self._wide = np.zeros(words.size, np.uint32)
         wide = self._wide[: words.size]
-        np.left_shift(words, 16, out=wide, casting="unsafe")
+        np.left_shift(words, 16, out=wide, dtype=np.uint32)
         return wide.view(np.float32)
 
 
