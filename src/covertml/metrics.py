@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 
 def accuracy(predicted: np.ndarray, labels: np.ndarray) -> float:
@@ -51,6 +50,8 @@ def psnr(original: np.ndarray, recovered: np.ndarray, *, data_range: float = 255
     a, b = _pair(original, recovered)
     if np.array_equal(a, b):
         return float("inf")
+    from skimage.metrics import peak_signal_noise_ratio  # scikit-image is slow to import
+
     return float(peak_signal_noise_ratio(a, b, data_range=data_range))  # type: ignore[no-untyped-call]
 
 
@@ -65,6 +66,8 @@ def ssim(original: np.ndarray, recovered: np.ndarray, *, data_range: float = 255
         >>> ssim(img, img)
         1.0
     """
+    from skimage.metrics import structural_similarity
+
     a, b = _pair(original, recovered)
     if a.ndim == 2:
         a, b = a[None], b[None]

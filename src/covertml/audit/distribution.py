@@ -44,7 +44,6 @@ from typing import Any, ClassVar
 import diptest  # type: ignore[import-untyped]
 import numpy as np
 import torch
-from scipy import stats
 
 from covertml.audit.base import (
     DEFAULT_ALPHA,
@@ -107,6 +106,8 @@ def shape_stats(z: np.ndarray) -> dict[str, float]:
         >>> abs(s["excess_kurtosis"]) < 0.2, s["ks_gaussian"] < 0.03
         (True, True)
     """
+    from scipy import stats  # slow to import: only when a scan runs
+
     n = z.size
     skew = float(stats.skew(z))
     kurt = float(stats.kurtosis(z))  # excess
@@ -153,6 +154,8 @@ def zero_hole_test(x: np.ndarray, *, widths: tuple[float, ...]) -> tuple[float, 
         >>> zero_hole_test(holed, widths=(0.2,))[1] < 1e-20
         True
     """
+    from scipy import stats
+
     z = np.abs(x) / (x.std() or 1.0)
     best_ratio, best_p = 1.0, 1.0
     for a in widths:
@@ -250,5 +253,7 @@ class DistributionDetector(Detector):
         # estimation error is small beside the KS statistic's own spread
         za = (a - x.mean()) / (x.std() or 1.0)
         zb = (b - ref_all.mean()) / (ref_all.std() or 1.0)
+        from scipy import stats
+
         result = stats.ks_2samp(za, zb)
         return float(result.statistic), float(result.pvalue)

@@ -13,7 +13,6 @@ from covertml.attacks.extract import extract_with_oracle
 from covertml.cli.common import DataDirOpt, JsonOpt, console, print_json
 from covertml.errors import ConfigError
 from covertml.models import load_model
-from covertml.serve.client import HTTPOracle
 
 
 def extract(
@@ -50,6 +49,8 @@ def extract(
         )
     attack_key = AttackKey.load(key)
     if attack_key.attack == "capacity" and endpoint is not None:
+        from covertml.serve.client import HTTPOracle  # httpx: only for remote queries
+
         with HTTPOracle(endpoint, batch_size=batch_size) as http:
             result = extract_with_oracle(
                 http, attack_key, out, dataset=dataset, data_dir=data_dir, endpoint=endpoint

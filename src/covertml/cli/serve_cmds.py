@@ -9,7 +9,6 @@ import typer
 
 from covertml.cli.common import console, err_console
 from covertml.errors import ConfigError
-from covertml.serve import ServeLimits, app_from_file, is_loopback, serve
 
 
 def serve_cmd(
@@ -36,6 +35,8 @@ def serve_cmd(
     if not 1 <= port <= 65535:
         raise ConfigError(f"port {port} is out of range", fix="choose a port in 1-65535")
     try:
+        from covertml.serve import ServeLimits, app_from_file, is_loopback, serve  # FastAPI
+
         limits = ServeLimits(
             max_batch=max_batch,
             max_body_bytes=int(max_body_mb * 1024 * 1024),
