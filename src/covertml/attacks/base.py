@@ -40,6 +40,8 @@ class AttackPlan:
     post_steps: tuple[PostStep, ...] = ()
     extra_data: Split | None = None
     callbacks: tuple[Callback, ...] = ()
+    #: The float format the model is released in (saved so by covertml's pipelines).
+    release_dtype: str = "float32"
 
     def trainer(self, config: TrainConfig, *, progress: bool = False) -> Trainer:
         """A trainer that runs this attack during (and after) training."""

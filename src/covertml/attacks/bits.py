@@ -1,9 +1,10 @@
-"""Vectorized bit packing between a byte stream and the low bits of float32 values.
+"""Vectorized bit packing between a byte stream and the low bits of float words.
 
 The payload is read as one big-endian bit stream (most significant bit of byte 0 first).
 Carrier ``i`` holds stream bits ``[i*b, (i+1)*b)`` in its lowest ``b`` bits, most
 significant first. Floats are viewed as little-endian ``uint32`` (``'<f4'`` -> ``'<u4'``),
-so the layout is the same on every machine. No Python loop runs per bit or per carrier.
+so the layout is the same on every machine; float16 and bfloat16 carriers are their
+``'<u2'`` words (see :mod:`covertml.floats`). No Python loop runs per bit or per carrier.
 """
 
 from __future__ import annotations
@@ -175,6 +176,36 @@ def values_to_bytes(values: np.ndarray, bits: int, n_bytes: int) -> bytes:
     return out.T.astype(np.uint8).tobytes()[:n_bytes]
 
 
+def embed_words(words: np.ndarray, payload: bytes, bits: int) -> np.ndarray:
+    """A copy of ``words`` (``uint16``/``uint32`` float words) carrying ``payload`` low.
+
+    The low ``bits`` of each word hold the stream; words past the payload keep their bits.
+
+    Example:
+        >>> out = embed_words(np.zeros(8, "<u2"), bytes([0xAB, 0xCD]), 2)
+        >>> extract_words(out, 2, 2).hex()
+        'abcd'
+    """
+    check_bits(bits)
+    width = 8 * words.dtype.itemsize
+    if bits >= width:
+        raise ValueError(f"{bits} bits do not fit in {width}-bit words")
+    if len(payload) > capacity_bytes(words.shape[0], bits):
+        raise ValueError(f"{len(payload)} bytes do not fit in {words.shape[0]} x {bits} bits")
+    values = _stream_values(payload, bits)
+    n_used = values.shape[0]
+    out = np.array(words, copy=True)
+    out[:n_used] &= ~out.dtype.type((1 << bits) - 1)
+    out[:n_used] |= values.astype(out.dtype)
+    return out
+
+
+def extract_words(words: np.ndarray, bits: int, n_bytes: int) -> bytes:
+    """The first ``n_bytes`` of the stream held in the low ``bits`` of ``words``."""
+    n_used = min(words.shape[0], 8 * -(-n_bytes // bits))  # whole groups, no padded copy
+    return values_to_bytes(words[:n_used].astype(np.uint32), bits, n_bytes)
+
+
 def embed_low_bits(floats: np.ndarray, payload: bytes, bits: int) -> np.ndarray:
     """A copy of ``floats`` (float32) whose lowest ``bits`` bits carry ``payload``.
 
@@ -185,16 +216,8 @@ def embed_low_bits(floats: np.ndarray, payload: bytes, bits: int) -> np.ndarray:
         >>> extract_low_bits(out, 2, 1).hex()
         'ff'
     """
-    check_bits(bits)
     raw = np.ascontiguousarray(floats, dtype="<f4").view("<u4")
-    if len(payload) > capacity_bytes(raw.shape[0], bits):
-        raise ValueError(f"{len(payload)} bytes do not fit in {raw.shape[0]} x {bits} bits")
-    values = _stream_values(payload, bits)
-    n_used = values.shape[0]
-    out = raw.copy()
-    out[:n_used] &= ~np.uint32((1 << bits) - 1)
-    out[:n_used] |= values
-    return out.view("<f4")
+    return embed_words(raw, payload, bits).view("<f4")
 
 
 def extract_low_bits(floats: np.ndarray, bits: int, n_bytes: int) -> bytes:

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from covertml.errors import ConfigError
+from covertml.floats import FloatFormat, from_words, to_words
 
 Rule = Literal["weights", "all-float"]
 
@@ -146,6 +147,24 @@ class CarrierMap:
         with torch.no_grad():
             parts = [t.detach().to("cpu", torch.float32).reshape(-1) for t in self.tensors(model)]
             return torch.cat(parts).numpy().copy()
+
+    def read_words(self, model: nn.Module, fmt: FloatFormat) -> np.ndarray:
+        """All carriers as words of ``fmt`` (each converted to it first), concatenated."""
+        with torch.no_grad():
+            parts = [t.detach().to("cpu", fmt.torch_dtype).reshape(-1) for t in self.tensors(model)]
+            return to_words(torch.cat(parts))
+
+    def write_words(self, model: nn.Module, words: np.ndarray, fmt: FloatFormat) -> None:
+        """Overwrites the carriers of ``model`` in place with the values of ``fmt`` words."""
+        if words.shape != (self.size,):
+            raise ValueError(f"expected {self.size} words, got {words.shape}")
+        values = from_words(words, fmt)
+        offset = 0
+        with torch.no_grad():
+            for tensor in self.tensors(model):
+                n = tensor.numel()
+                tensor.copy_(values[offset : offset + n].view(tensor.shape).to(tensor.dtype))
+                offset += n
 
     def write_numpy(self, model: nn.Module, values: np.ndarray) -> None:
         """Overwrites the carriers of ``model`` in place with ``values`` (float32, 1-D)."""

@@ -1,9 +1,17 @@
 """LSB encoding (white-box, post-processing): the secret in the low bits of the weights.
 
-Train honestly, then overwrite the lowest ``bits`` bits of every float32 carrier with the
-payload (compressed secret, optionally encrypted and Reed-Solomon protected, framed with
-its length and CRC -- see :mod:`covertml.attacks.payload`). The paper reports that roughly
-18-26 low bits can be overwritten with negligible accuracy change.
+Train honestly, then overwrite the lowest ``bits`` bits of every carrier with the payload
+(compressed secret, optionally encrypted and Reed-Solomon protected, framed with its length
+and CRC -- see :mod:`covertml.attacks.payload`). The paper reports that roughly 18-26 low
+bits of a float32 can be overwritten with negligible accuracy change.
+
+Models are mostly released in float16 or bfloat16. With ``dtype`` set to one of those, the
+trained model is first rounded to it (every float tensor, so what is evaluated is what is
+released) and the payload goes into the low bits of the carriers' 16-bit words: up to 10
+bits of a float16 mantissa, 7 of a bfloat16. The values stay exactly representable in the
+release format, so saving in it (covertml does) keeps every payload bit; the key records
+the format, and decoding converts the carriers to it first, whatever dtype they were
+loaded in.
 """
 
 from __future__ import annotations
@@ -13,16 +21,18 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
+import torch
 from torch import nn
 
 from covertml.attacks import payload as pl
 from covertml.attacks.base import Attack, AttackPlan, register_attack
-from covertml.attacks.bits import capacity_bytes, check_bits, embed_low_bits, extract_low_bits
+from covertml.attacks.bits import capacity_bytes, check_bits, embed_words, extract_words
 from covertml.attacks.carriers import CarrierMap, Rule
 from covertml.attacks.key import AttackKey
 from covertml.attacks.secrets import Secret, secret_from_dataset
 from covertml.data.base import Dataset
 from covertml.errors import ConfigError
+from covertml.floats import FLOAT32, FloatFormat, float_format, require_format
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +54,28 @@ def deserialize(data: bytes, levels: int) -> np.ndarray:
     return np.frombuffer(data, dtype=dtype).astype(np.int64)
 
 
+def round_to(model: nn.Module, fmt: FloatFormat) -> None:
+    """Rounds every float parameter and buffer of ``model`` to ``fmt``, in place.
+
+    Example:
+        >>> from covertml.floats import BFLOAT16
+        >>> layer = torch.nn.Linear(2, 1)
+        >>> with torch.no_grad():
+        ...     _ = layer.weight.fill_(1 + 2**-12)
+        >>> round_to(layer, BFLOAT16)
+        >>> layer.weight.tolist()
+        [[1.0, 1.0]]
+    """
+    with torch.no_grad():
+        for tensor in [*model.parameters(), *model.buffers()]:
+            if tensor.is_floating_point():
+                tensor.copy_(tensor.to(fmt.torch_dtype).to(tensor.dtype))
+
+
 @register_attack
 @dataclass(frozen=True, kw_only=True)
 class LSBAttack(Attack):
-    """LSB encoding: the compressed secret in the low bits of every float32 carrier.
+    """LSB encoding: the compressed secret in the low bits of every carrier.
 
     Args:
         bits: Low bits overwritten per carrier (1-31).
@@ -57,6 +85,8 @@ class LSBAttack(Attack):
         ecc_symbols: Reed-Solomon parity bytes per 255-byte block (0 = off).
         carrier_rule: ``weights`` (default) or ``all-float`` (also biases and batch-norm
             statistics, as the paper's reference code does).
+        dtype: The release format: ``float32`` (default; 1-31 bits), ``float16`` (1-10
+            bits) or ``bfloat16`` (1-7 bits).
 
     Example:
         >>> from covertml.data import create_dataset
@@ -80,9 +110,25 @@ class LSBAttack(Attack):
     passphrase: str | None = None
     ecc_symbols: int = 0
     carrier_rule: Rule = "weights"
+    dtype: str = "float32"
 
     def __post_init__(self) -> None:
         check_bits(self.bits)
+        fmt = float_format(self.dtype)
+        if fmt is None:
+            raise ConfigError(
+                f"unknown release dtype {self.dtype!r}", fix="use float32, float16 or bfloat16"
+            )
+        if fmt is not FLOAT32 and self.bits > fmt.mantissa:
+            raise ConfigError(
+                f"{self.bits} bits exceed the {fmt.mantissa}-bit mantissa of {fmt.name}",
+                fix=f"use --bits {fmt.mantissa} or fewer for {fmt.name} releases",
+            )
+
+    @property
+    def format(self) -> FloatFormat:
+        """The release :class:`~covertml.floats.FloatFormat`."""
+        return require_format(self.dtype)
         if self.compression not in pl.COMPRESSIONS:
             raise ConfigError(
                 f"unknown compression {self.compression!r}",
@@ -170,26 +216,30 @@ class LSBAttack(Attack):
         capacity = capacity_bytes(cmap.size, self.bits)
         full = secret_from_dataset(dataset)
         secret = self._fit(full, capacity, n_secrets)
-        bits = self.bits
+        bits, fmt = self.bits, self.format
 
         def embed(trained: nn.Module) -> None:
+            if fmt is not FLOAT32:
+                round_to(trained, fmt)
             data = self._encode(secret)  # encrypted payloads get a fresh salt and nonce
-            cmap.write_numpy(trained, embed_low_bits(cmap.read_numpy(trained), data, bits))
-            log.info("LSB: wrote %d payload bytes into %d carriers", len(data), cmap.size)
+            cmap.write_words(trained, embed_words(cmap.read_words(trained, fmt), data, bits), fmt)
+            log.info(
+                "LSB: wrote %d payload bytes into %d %s carriers", len(data), cmap.size, fmt.name
+            )
 
         key = self.make_key(secret, carriers=cmap, seed=seed, model=model, dataset=dataset)
-        return AttackPlan(secret, key, post_steps=(embed,))
+        return AttackPlan(secret, key, post_steps=(embed,), release_dtype=fmt.name)
 
     @classmethod
     def decode(cls, model: nn.Module, key: AttackKey) -> Secret:
         """Reads the payload back from the low bits and decompresses it."""
         assert key.carriers is not None
         s = key.settings
-        floats = key.carriers.read_numpy(model)
+        words = key.carriers.read_words(model, require_format(s.get("dtype", "float32")))
         bits = int(s["bits"])
-        capacity = capacity_bytes(floats.shape[0], bits)
+        capacity = capacity_bytes(words.shape[0], bits)
         body = pl.unframe(
-            lambda n: extract_low_bits(floats, bits, n),
+            lambda n: extract_words(words, bits, n),
             passphrase=s.get("passphrase"),
             ecc_symbols=int(s.get("ecc_symbols", 0)),
             capacity=capacity,

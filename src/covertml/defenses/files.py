@@ -27,7 +27,7 @@ from covertml.errors import ConfigError
 from covertml.models.checkpoint import Checkpoint, TensorInfo, open_checkpoint, write_like
 from covertml.models.files import load_model, save_model
 
-CHUNK = 1 << 24  # values per chunk for element-wise sanitizers
+CHUNK = 1 << 23  # values per chunk for element-wise sanitizers
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import torch
 
 from covertml.floats import BFLOAT16, FLOAT16, FloatFormat, float_format, require_format
 from covertml.models.checkpoint import TensorInfo
+from covertml.models.checkpoint.background import PENDING
 
 STAT_CHUNK = 1 << 22  # values per float64 slice in the generic tally
 PART = 1 << 21  # values per part of a chunk (a unit of work for one thread)
@@ -138,6 +139,9 @@ def words_of(tensor: torch.Tensor, fmt: FloatFormat) -> np.ndarray:
 class WordStream:
     """The writer's transform for a :class:`WordRewriter`: reused buffers, in-place words.
 
+    Results go to a ring of ``PENDING + 2`` buffers, as the checkpoint writer writes each
+    on a background thread while the next chunks are read and rewritten.
+
     Each call's values are split in parts of :data:`PART` values, rewritten and compared on
     ``workers`` threads (NumPy and OpenSSL release the GIL). Every part draws its own seed
     from ``rng`` in order, so the output depends on the seed alone, not on the threads.
@@ -170,7 +174,8 @@ class WordStream:
     ) -> None:
         self.sanitizer, self.rng, self.tally = sanitizer, rng, tally
         self.workers = max(1, workers or torch.get_num_threads())
-        self._out = np.empty(size * 4, np.uint8)
+        self._ring = [np.empty(size * 4, np.uint8) for _ in range(PENDING + 2)]
+        self._turn = 0
         self._scratch = [Scratch() for _ in range(self.workers)]
         self._pool = ThreadPoolExecutor(self.workers) if self.workers > 1 else None
 
@@ -183,9 +188,10 @@ class WordStream:
         """The rewritten values, in this stream's output buffer (written before the next)."""
         fmt = require_format(values.dtype)
         old = words_of(values, fmt)
-        if self._out.size < old.nbytes:  # a caller passing more than promised
-            self._out = np.empty(old.nbytes, np.uint8)
-        new = self._out[: old.nbytes].view(fmt.word)
+        self._turn = (self._turn + 1) % len(self._ring)  # the writer may still hold the others
+        if self._ring[self._turn].size < old.nbytes:  # a caller passing more than promised
+            self._ring[self._turn] = np.empty(old.nbytes, np.uint8)
+        new = self._ring[self._turn][: old.nbytes].view(fmt.word)
         starts = range(0, old.size, PART)
         seeds = self.rng.integers(0, 2**63, size=len(starts))
         jobs = [

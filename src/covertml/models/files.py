@@ -28,6 +28,7 @@ from safetensors.torch import save as st_save_bytes
 from torch import nn
 
 from covertml.errors import ModelFileError
+from covertml.floats import require_format
 from covertml.models.registry import ModelSpec, create_model, model_spec
 from covertml.paths import atomic_write
 
@@ -67,6 +68,7 @@ def save_model(
     classes: tuple[str, ...] | list[str] | None = None,
     spec: ModelSpec | None = None,
     metadata: dict[str, str] | None = None,
+    dtype: torch.dtype | str | None = None,
 ) -> Path:
     """Writes ``model`` to a safetensors file atomically (temp file, then rename).
 
@@ -76,6 +78,9 @@ def save_model(
         classes: Class names to record.
         spec: Architecture, for models not built by the registry.
         metadata: Extra string metadata.
+        dtype: Store float tensors in this format (``float16``, ``bfloat16``); ``None``
+            keeps each tensor's dtype. :func:`load_model` reads them back into the
+            architecture's float32.
 
     Returns:
         The path written.
@@ -97,6 +102,11 @@ def save_model(
             raise TypeError(f"metadata value for {key!r} must be a string")
         meta.setdefault(key, value)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    if dtype is not None:
+        target_dtype = require_format(dtype).torch_dtype
+        tensors = {
+            k: v.to(target_dtype) if v.is_floating_point() else v for k, v in tensors.items()
+        }
     blob = st_save_bytes(tensors, metadata=meta)
     target = Path(path)
     with atomic_write(target) as handle:

@@ -115,7 +115,8 @@ def prepare_model(
     if plan is not None:
         metrics["attack"] = attack_summary(plan, model, result)
         plan.key.save(folder / "key.json")
-    save_model(model, folder / "model.safetensors", classes=ds.classes)
+    release = plan.release_dtype if plan is not None else None
+    save_model(model, folder / "model.safetensors", classes=ds.classes, dtype=release)
     write_json(metrics_path, metrics)
     return model, plan, metrics
 

@@ -141,7 +141,10 @@ def train_and_save(
     if privacy is not None:
         metrics["privacy"] = {"mechanism": "DP-SGD (opacus, RDP accountant)", **privacy.spent()}
     out.mkdir(parents=True, exist_ok=True)
-    model_path = save_model(model, out / "model.safetensors", classes=dataset.classes)
+    release = plan.release_dtype if plan is not None else None
+    model_path = save_model(
+        model, out / "model.safetensors", classes=dataset.classes, dtype=release
+    )
     metrics_path = out / "metrics.json"
     atomic_write_text(metrics_path, json.dumps(metrics, indent=2, default=str) + "\n")
     key_path = plan.key.save(out / "key.json") if plan is not None else None

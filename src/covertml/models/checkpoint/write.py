@@ -29,13 +29,15 @@ import torch
 
 from covertml.errors import ConfigError, ModelFileError
 from covertml.models.checkpoint import safetensors_format as stf
+from covertml.models.checkpoint.background import BackgroundWriter
 from covertml.models.checkpoint.base import Checkpoint, TensorInfo
 from covertml.paths import atomic_write
 
 #: ``transform(info, values)``: the new values (same shape and dtype) of a readable tensor,
 #: or of a flat chunk of it when the writer streams in chunks. When streaming, ``values``
-#: may be a view of a buffer that the next chunk is read into, and the result is written
-#: before the next call: neither may be kept.
+#: may be a view of a buffer that the next chunk is read into (so it may not be kept), and
+#: the result is written on a background thread: a transform that reuses output buffers
+#: must rotate ``background.PENDING + 2`` of them.
 Transform = Callable[[TensorInfo, torch.Tensor], torch.Tensor]
 SIDE_FILE_LIMIT = 64 * 1024 * 1024  # directory files copied beside the shards (configs...)
 
@@ -101,18 +103,26 @@ def write_safetensors_file(
     if chunk is not None and readable:  # one read buffer for every chunk of this file
         widest = max(torch.empty((), dtype=i.torch_dtype).element_size() for i in readable)
         buffer = torch.empty(min(chunk, max(i.numel for i in readable)) * widest, dtype=torch.uint8)
-    with atomic_write(target) as handle:
-        handle.write(header)
+    with atomic_write(target) as handle, BackgroundWriter(handle) as writer:
+        writer.write(header)
         for info in infos:
             if info.skip is not None:
                 for piece in _raw_bytes(info):
-                    handle.write(piece)
+                    writer.write(piece)
                 continue
             for values in _chunks(ck, info, chunk, buffer):
                 new = transform(info, values)
                 if new.dtype != values.dtype or new.numel() != values.numel():
                     raise ValueError(f"transform changed {info.name}'s dtype or size")
-                handle.write(_tensor_bytes(new))
+                data = _tensor_bytes(new)
+                if buffer is not None and _inside(new, buffer):  # the next read reuses it
+                    data = memoryview(bytes(data))
+                writer.write(data)
+
+
+def _inside(tensor: torch.Tensor, buffer: torch.Tensor) -> bool:
+    start, end = buffer.data_ptr(), buffer.data_ptr() + buffer.numel()
+    return start <= tensor.data_ptr() < end
 
 
 @contextlib.contextmanager
