@@ -181,9 +181,7 @@ def test_sanitize_sharded_directory_keeps_layout_and_rewrites_two_low_bits(cli, 
     directory, shards = _llama_dir(tmp_path)
     before = _tree_digest(directory)
     out = tmp_path / "clean"
-    code, stdout, err = cli(
-        "sanitize", str(directory), str(out), "-m", "lsb-randomize", "--json"
-    )
+    code, stdout, err = cli("sanitize", str(directory), str(out), "-m", "lsb-randomize", "--json")
     assert code == 0, err
     assert _tree_digest(directory) == before  # the input is untouched, nothing added
     report = json.loads(stdout)
@@ -310,9 +308,7 @@ def test_bits_beyond_the_float16_mantissa_is_a_one_line_error(
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == [fp16_file.name]
 
 
-def test_bits_beyond_bfloat16_mantissa_in_a_sharded_directory_writes_nothing(
-    cli, tmp_path
-) -> None:
+def test_bits_beyond_bfloat16_mantissa_in_a_sharded_directory_writes_nothing(cli, tmp_path) -> None:
     directory, _ = _llama_dir(tmp_path)
     out = tmp_path / "o"
     code, _, err = cli("sanitize", str(directory), str(out), "-m", "lsb-zero", "--bits", "8")
@@ -360,9 +356,7 @@ def test_sarif_of_a_flagged_file(cli, tmp_path) -> None:
         assert "encoder.weight" in r["message"]["text"]
 
 
-def test_sarif_of_a_sharded_directory_points_at_the_shard(
-    cli, tmp_path, monkeypatch
-) -> None:
+def test_sarif_of_a_sharded_directory_points_at_the_shard(cli, tmp_path, monkeypatch) -> None:
     directory = _make_sharded(
         tmp_path / "ck",
         {
@@ -430,7 +424,7 @@ def _index_names_wrong_shard(root: Path) -> tuple[Path, str]:
 def _not_an_index(root: Path) -> tuple[Path, str]:
     directory, _ = _llama_dir(root)
     (directory / INDEX).write_text('{"weight_map": ')
-    return directory, INDEX
+    return directory / INDEX, "not a shard index"  # the directory alone scans as a tree
 
 
 def _unknown_format(root: Path) -> tuple[Path, str]:
@@ -526,7 +520,7 @@ def test_scan_sees_a_tensor_the_index_does_not_list(cli, tmp_path) -> None:
     hidden["extra.payload"] = _with_payload(_fp32((128, 64), 6))
     save_file(hidden, str(directory / SHARDS[1]), metadata={"format": "pt"})  # index unchanged
     code, out, err = cli("scan", str(directory), "--json")
-    assert code != 0 or "extra.payload" in out, "the unlisted tensor went unseen"
+    assert code != 0 or "extra.payload" in out, ("the unlisted tensor went unseen", err)
 
 
 @pytest.mark.xfail(
@@ -541,12 +535,31 @@ def test_sanitize_does_not_silently_drop_an_unlisted_tensor(cli, tmp_path) -> No
     save_file(hidden, str(directory / SHARDS[1]), metadata={"format": "pt"})
     out = tmp_path / "clean"
     code, stdout, err = cli("sanitize", str(directory), str(out), "-m", "lsb-zero", "--json")
-    assert code != 0 or "extra.payload" in stdout or "extra.payload" in load_file(
-        str(out / SHARDS[1])
-    )
+    if code != 0:  # refusing, with the reason, is as good as keeping or reporting it
+        _one_line_error(code, err)
+        assert "extra.payload" in err
+        return
+    kept = "extra.payload" in load_file(str(out / SHARDS[1]))
+    assert kept or "extra.payload" in stdout, "the unlisted tensor was dropped without a word"
 
 
 # ------------------------------------------------------------------- 5. several paths at once
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="with several checkpoints, scan prints a checkpoint's read error only on stdout "
+    "(inside the summary, wrapped to the console width) and nothing on stderr, although "
+    "the exit code is 2",
+)
+def test_batch_errors_are_reported_on_stderr(cli, tmp_path) -> None:
+    clean = _clean_file(tmp_path / "clean.safetensors")
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(clean.read_bytes()[:500])
+    code, _, err = cli("scan", str(clean), str(broken))
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and str(broken) in lines[0] and "truncated" in lines[0], err
 
 
 def test_several_paths_in_one_scan(cli, tmp_path) -> None:
@@ -572,7 +585,9 @@ def test_several_paths_in_one_scan(cli, tmp_path) -> None:
     assert status[index]["values"] == sum(t.numel() for ts in shards.values() for t in ts.values())
     invocation = json.loads(sarif_path.read_text())["runs"][0]["invocations"][0]
     assert invocation["executionSuccessful"] is False
-    assert any(str(broken) in n["message"]["text"] for n in invocation["toolExecutionNotifications"])
+    assert any(
+        str(broken) in n["message"]["text"] for n in invocation["toolExecutionNotifications"]
+    )
 
     code, batch, err = _scan_json(cli, str(clean), str(directory))
     assert code == 0, err
@@ -609,7 +624,7 @@ def test_sanitize_refuses_to_write_over_its_input(cli, tmp_path, fp16_file) -> N
     cases = [
         (fp16_file, fp16_file),
         (directory, directory),
-        (directory, tmp_path / "." / "llama"),
+        (directory, directory / ".." / "llama"),
         (index, index),
         (index, directory),
         (directory, directory / SHARDS[0]),
