@@ -43,6 +43,13 @@ def cache_dir() -> Path:
     return path
 
 
+def current_umask() -> int:
+    """The process umask (read by setting it and setting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[bytes]]:
     """Opens a temporary file next to ``path`` and renames it over ``path`` on success.
@@ -61,6 +68,7 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())  # as open() would: mkstemp makes it private
         with os.fdopen(fd, mode) as handle:
             yield handle
             handle.flush()

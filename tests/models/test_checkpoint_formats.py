@@ -385,3 +385,69 @@ def test_gguf_truncated_or_big_endian_is_refused(tmp_path: Path) -> None:
     gguf_file(big, endianess=gguf.GGUFEndian.BIG)
     with pytest.raises(ModelFileError, match="big-endian"):
         open_checkpoint(big)
+
+
+# ------------------------------------------------------------- sharded safetensors oddities
+
+
+def _two_shards(tmp_path: Path) -> Path:
+    from safetensors.torch import save_file
+
+    d = tmp_path / "ck"
+    d.mkdir()
+    a = {"a.weight": torch.ones(4, 4, dtype=torch.bfloat16)}
+    b = {
+        "b.weight": torch.full((3, 3), 2.0, dtype=torch.bfloat16),
+        "a.weight": torch.full((4, 4), 7.0, dtype=torch.bfloat16),  # also here, not indexed
+        "hidden": torch.full((5,), 3.0, dtype=torch.float16),  # in no index entry
+    }
+    save_file(a, d / "model-00001-of-00002.safetensors", metadata={"format": "pt", "s": "1"})
+    save_file(b, d / "model-00002-of-00002.safetensors", metadata={"format": "pt", "s": "2"})
+    index = {
+        "metadata": {"total_size": 0},
+        "weight_map": {
+            "a.weight": "model-00001-of-00002.safetensors",
+            "b.weight": "model-00002-of-00002.safetensors",
+        },
+    }
+    (d / "model.safetensors.index.json").write_text(json.dumps(index))
+    return d
+
+
+def test_tensors_the_index_does_not_name_are_read_and_copied(tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    ck = open_checkpoint(_two_shards(tmp_path))
+    second = "model-00002-of-00002.safetensors"
+    assert set(ck) == {"a.weight", "b.weight", "hidden", f"{second}:a.weight"}
+    assert ck[f"{second}:a.weight"].float().unique().tolist() == [7.0]
+    assert ck["a.weight"].float().unique().tolist() == [1.0]
+    assert sorted(ck.extra["unlisted"]) == ["hidden", f"{second}:a.weight"]
+
+    out = write_like(ck, tmp_path / "out", lambda i, v: v, metadata={**ck.metadata, "x": "y"})
+    written = Path(out.output)
+    shard2 = load_file(written / second)
+    assert set(shard2) == {"b.weight", "a.weight", "hidden"}
+    assert shard2["a.weight"].float().unique().tolist() == [7.0]
+    index = json.loads((written / "model.safetensors.index.json").read_text())["weight_map"]
+    assert index == {
+        "a.weight": "model-00001-of-00002.safetensors",
+        "b.weight": second,
+        "hidden": second,
+    }
+    for name, own in (("model-00001-of-00002.safetensors", "1"), (second, "2")):
+        with safe_open(str(written / name), "pt") as f:
+            assert f.metadata() == {"format": "pt", "s": own, "x": "y"}  # each keeps its own
+
+
+def test_written_files_follow_the_umask_not_mkstemp(tmp_path: Path) -> None:
+    import os
+
+    ck = open_checkpoint(_two_shards(tmp_path))
+    old = os.umask(0o022)
+    try:
+        out = Path(write_like(ck, tmp_path / "out", lambda i, v: v, metadata={}).output)
+    finally:
+        os.umask(old)
+    assert out.stat().st_mode & 0o777 == 0o755
+    assert (out / "model-00001-of-00002.safetensors").stat().st_mode & 0o777 == 0o644

@@ -11,6 +11,7 @@ import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from covertml.attacks.oracle import LabelOracle
@@ -83,8 +84,14 @@ def scan_paths(
         >>> len(b.reports), [pathlib.Path(p).name for p in b.errors]
         (1, ['b.safetensors'])
     """
-    found = find_checkpoints(paths)
-    reports, failures = [], {}
+    found: list[Path] = []
+    failures: dict[str, CovertMLError] = {}
+    for given in paths:  # a path that holds nothing is its own error, not the batch's
+        try:
+            found += [p for p in find_checkpoints([given]) if p not in found]
+        except CovertMLError as exc:
+            failures[str(given)] = exc
+    reports = []
     for path in found:
         try:
             ctx = context_from_file(

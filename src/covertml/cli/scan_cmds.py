@@ -15,7 +15,7 @@ from covertml.audit import (
     scan_paths,
     write_sarif,
 )
-from covertml.cli.common import DataDirOpt, JsonOpt, console, print_json
+from covertml.cli.common import DataDirOpt, JsonOpt, console, err_console, print_json
 
 
 def _detector_help() -> str:
@@ -87,8 +87,6 @@ def _summary(batch: BatchReport) -> None:
     for path in batch.errors:
         table.add_row(path, "", "", "[bold red]error[/]", "", "")
     console.print(table)
-    for path, why in batch.errors.items():
-        console.print(f"[red]error[/] {path}: {why}", highlight=False)
 
 
 def scan_cmd(
@@ -163,6 +161,8 @@ def scan_cmd(
     single = len(batch.reports) + len(batch.errors) == 1
     if single and batch.errors:  # one checkpoint that cannot be read: its one-line error
         raise next(iter(batch.failures.values()))
+    for path, why in batch.errors.items():  # one line each, on stderr, whatever the output
+        err_console.print(f"error: {path}: {why}", highlight=False, markup=False)
     if as_json:
         print_json(batch.reports[0].to_dict() if single else batch.to_dict())
     elif single:

@@ -41,6 +41,11 @@ def is_pickle(head: bytes) -> bool:
 
 
 def _pickle_guard(path: Path, allow_pickle: bool) -> None:
+    if path.suffix in {".npz", ".zip", ".npy"}:
+        raise ModelFileError(
+            f"{path} is a NumPy/zip archive, not a model checkpoint covertml reads",
+            fix="save the weights as safetensors (safetensors.numpy.save_file)",
+        )
     if not allow_pickle:
         raise ModelFileError(
             f"{path} is a pickle-based PyTorch file, which can run code when loaded",
@@ -137,7 +142,8 @@ def find_checkpoints(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
     """The checkpoints under ``paths``: files as given, directories searched as trees.
 
     A directory with a shard index is one checkpoint (its shards are not listed again);
-    every other model file found is one checkpoint.
+    every other model file found is one checkpoint. A directory without any is an error,
+    so that a scan pointed at the wrong place does not pass as clean.
 
     Example:
         >>> import tempfile, pathlib
@@ -155,6 +161,7 @@ def find_checkpoints(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
         if p.is_file():
             out.append(p)
             continue
+        before = len(out)
         for root, dirs, files in os.walk(p):
             dirs.sort()
             here = Path(root)
@@ -171,4 +178,10 @@ def find_checkpoints(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
             for name in sorted(files):
                 if name not in indexed and Path(name).suffix in SUFFIXES:
                     out.append(here / name)
+        if len(out) == before:
+            raise ModelFileError(
+                f"{p} holds no model file (no *.safetensors, *.bin, *.pt, *.onnx, *.gguf "
+                "or shard index anywhere below it)",
+                fix="point at the checkpoint directory or file",
+            )
     return list(dict.fromkeys(out))

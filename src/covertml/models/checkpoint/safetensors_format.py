@@ -10,6 +10,7 @@ beside its shards; every tensor the index names must be in the shard it names.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import struct
 from pathlib import Path
@@ -33,6 +34,8 @@ ST_DTYPES = {
 }
 ST_CODES = {v: k for k, v in ST_DTYPES.items()}
 _FIX = "re-download or re-export the file"
+
+log = logging.getLogger(__name__)
 
 
 def is_safetensors(head: bytes) -> bool:
@@ -137,13 +140,31 @@ def open_sharded(index: Path) -> Checkpoint:
     infos: dict[str, TensorInfo] = {}
     meta: dict[str, str] = {}
     shards = shard_order(index, weight_map)
+    unlisted: list[str] = []
+    shard_meta: dict[str, dict[str, str]] = {}
     for shard in shards:
-        found, shard_meta = open_file(shard)
-        meta = meta or shard_meta
+        found, shard_meta[shard.name] = open_file(shard)
+        meta = meta or shard_meta[shard.name]
         for info in found:
-            if weight_map.get(info.name) == shard.name:
+            owner = weight_map.get(info.name)
+            if owner == shard.name:
                 infos[info.name] = info
+            else:  # not where the index says: still read, scanned and copied
+                key = info.name if owner is None and info.name not in infos else None
+                key = key or f"{shard.name}:{info.name}"
+                infos[key] = info
+                unlisted.append(key)
     extra = check_index(index, weight_map, index_meta, infos)
+    extra["shard_metadata"] = shard_meta
+    if unlisted:
+        log.warning(
+            "%s: %d tensors lie in shards the index does not name for them (%s); they are "
+            "scanned and copied too",
+            index,
+            len(unlisted),
+            ", ".join(unlisted[:3]),
+        )
+        extra["unlisted"] = unlisted
     return Checkpoint(
         str(index), "safetensors-sharded", infos, meta, tuple(map(str, shards)), extra
     )

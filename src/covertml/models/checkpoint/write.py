@@ -31,7 +31,7 @@ from covertml.errors import ConfigError, ModelFileError
 from covertml.models.checkpoint import safetensors_format as stf
 from covertml.models.checkpoint.background import BackgroundWriter
 from covertml.models.checkpoint.base import Checkpoint, TensorInfo
-from covertml.paths import atomic_write
+from covertml.paths import atomic_write, current_umask
 
 #: ``transform(info, values)``: the new values (same shape and dtype) of a readable tensor,
 #: or of a flat chunk of it when the writer streams in chunks. When streaming, ``values``
@@ -60,13 +60,13 @@ class WriteResult:
 
 
 def _chunks(
-    ck: Checkpoint, info: TensorInfo, chunk: int | None, buffer: torch.Tensor | None
+    ck: Checkpoint, key: str, chunk: int | None, buffer: torch.Tensor | None
 ) -> Iterator[torch.Tensor]:
     if chunk is None:
-        yield ck[info.name]
+        yield ck[key]
         return
-    for start in range(0, info.numel, chunk):
-        yield ck.read_range(info.name, start, chunk, out=buffer)
+    for start in range(0, ck.infos[key].numel, chunk):
+        yield ck.read_range(key, start, chunk, out=buffer)
 
 
 def _tensor_bytes(values: torch.Tensor) -> memoryview:
@@ -98,6 +98,7 @@ def write_safetensors_file(
 ) -> None:
     """One safetensors file of ``infos`` (in that order), transformed, written atomically."""
     header, _ = stf.header_bytes(infos, metadata)
+    keys = {id(info): key for key, info in ck.infos.items()}  # "shard:name" for duplicates
     readable = [i for i in infos if i.skip is None]
     buffer = None
     if chunk is not None and readable:  # one read buffer for every chunk of this file
@@ -110,7 +111,7 @@ def write_safetensors_file(
                 for piece in _raw_bytes(info):
                     writer.write(piece)
                 continue
-            for values in _chunks(ck, info, chunk, buffer):
+            for values in _chunks(ck, keys[id(info)], chunk, buffer):
                 new = transform(info, values)
                 if new.dtype != values.dtype or new.numel() != values.numel():
                     raise ValueError(f"transform changed {info.name}'s dtype or size")
@@ -129,6 +130,7 @@ def _inside(tensor: torch.Tensor, buffer: torch.Tensor) -> bool:
 def _atomic_dir(target: Path, *, overwrite: bool) -> Iterator[Path]:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
+    os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes it private; a release is not
     try:
         yield tmp
         if target.exists():
@@ -181,14 +183,19 @@ def _write_sharded(
     by_file: dict[str, list[TensorInfo]] = {}
     for info in ck.infos.values():
         by_file.setdefault(info.file, []).append(info)
+    # a tensor also held by another shard (key "shard:name") is copied but not indexed
+    listed = {id(info) for key, info in ck.infos.items() if key == info.name}
+    own_meta: dict[str, dict[str, str]] = ck.extra.get("shard_metadata") or {}
+    changes = {k: v for k, v in metadata.items() if ck.metadata.get(k) != v}
     weight_map: dict[str, str] = {}
     names: list[str] = []
     with _atomic_dir(target, overwrite=overwrite) as tmp:
         for shard in ck.files:
             name = _shard_name(Path(shard).name)
             infos = by_file.get(shard, [])
-            write_safetensors_file(ck, infos, tmp / name, transform, metadata=metadata, chunk=chunk)
-            weight_map.update({i.name: name for i in infos})
+            meta = {**own_meta.get(Path(shard).name, metadata), **changes}
+            write_safetensors_file(ck, infos, tmp / name, transform, metadata=meta, chunk=chunk)
+            weight_map.update({i.name: name for i in infos if id(i) in listed})
             names.append(name)
         index_meta = {
             **dict(ck.extra.get("index_metadata") or {}),
