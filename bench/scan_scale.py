@@ -47,6 +47,7 @@ POOL_WORDS = 64 * 2**20  # 64M bf16 words (128 MB) of weights, reused at random 
 NORM_POOL_WORDS = 2**20
 CHUNK_WORDS = 16 * 2**20  # 32 MB per write
 SCAN_SECONDS, SCAN_RSS_GB, SANITIZE_RATIO = 60.0, 2.0, 3.0
+SETTLE_SECONDS = 10.0  # idle before each timed copy/sanitize (see measure_sanitize_vs_copy)
 THREAD_VARS = (
     "OMP_NUM_THREADS",
     "MKL_NUM_THREADS",
@@ -521,6 +522,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="OMP_NUM_THREADS etc.")
     parser.add_argument("--timeout", type=float, default=1800.0, help="per child (s)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--settle", type=float, default=SETTLE_SECONDS, help="idle seconds before each timed copy"
+    )
     args = parser.parse_args()
     sizes = ["tiny"] if args.quick else [s.strip() for s in args.sizes.split(",") if s.strip()]
     unknown = [s for s in sizes if s not in CONFIGS]
@@ -592,7 +596,7 @@ def main() -> None:
                 flush=True,
             )
         if s == args.sanitize_size and not args.skip_sanitize:
-            res["sanitize"] = measure_sanitize_vs_copy(path, env, args.timeout)
+            res["sanitize"] = measure_sanitize_vs_copy(path, env, args.timeout, args.settle)
         if not args.keep:
             shutil.rmtree(path, ignore_errors=True)
         results.append(res)
@@ -620,18 +624,30 @@ def main() -> None:
     print(f"\nrecord: {save_record('scan_scale', record)}")
 
 
-def measure_sanitize_vs_copy(path: Path, env: dict[str, str], timeout: float) -> dict[str, Any]:
+def measure_sanitize_vs_copy(
+    path: Path, env: dict[str, str], timeout: float, settle: float = SETTLE_SECONDS
+) -> dict[str, Any]:
     """lsb-randomize against copying the same files, timed before and after it.
 
-    An untimed copy goes first: in a VM the first write of GBs into page cache also pays for
-    the host backing guest memory it had never touched (measured: 6 s, then 0.7-1.9 s).
-    The ratio is against the mean of the timed copies; ``ratio_with_sync`` also counts
-    flushing the written files to disk (``os.sync`` after each child).
+    Every timed child starts from the same state: the previous output deleted, flushed, and
+    ``settle`` seconds idle. In this VM, writing GBs into page cache is fast only into pages
+    the guest freed moments before; a few seconds later the host has taken them back and
+    the next writer pays to get them again (measured on 1b: a copy takes 1.5 s right after
+    deleting a copy, 7.8-8.9 s after 5-10 s idle). A copy that starts writing at once would
+    otherwise be timed warm and the sanitize, which writes only after the CLI's seconds of
+    start-up, cold. The ratio is against the mean of the timed copies; ``ratio_with_sync``
+    also counts flushing the written files to disk (``os.sync`` after each child).
     """
     warmup = measure_copy(path, env, timeout)
-    before = measure_copy(path, env, timeout)
-    san = measure_sanitize(path, env, timeout)
-    after = measure_copy(path, env, timeout)
+
+    def settled(measure: Any) -> dict[str, Any]:
+        time.sleep(settle)
+        result: dict[str, Any] = measure(path, env, timeout)
+        return result
+
+    before = settled(measure_copy)
+    san = settled(measure_sanitize)
+    after = settled(measure_copy)
     copies = [c for c in (before, after) if c["ok"]]
     copy_mean = sum(c["seconds"] for c in copies) / len(copies) if copies else None
     synced = sum(c["seconds"] + c["sync_seconds"] for c in copies) / len(copies) if copies else None
