@@ -144,3 +144,26 @@ def test_tally_counts_nan_and_sign_changes_by_bit_pattern():
     tally = Tally()
     tally.add("t", before, after)
     assert tally.changed == 2 and tally.total == pytest.approx(0.5)
+
+
+def test_dtypes_without_a_bit_format_are_named_not_silently_passed(tmp_path, cli):
+    from covertml.audit import scan_paths
+
+    src = tmp_path / "odd.safetensors"
+    tensors = {
+        "w": torch.randn(64, 64),
+        "d": torch.randn(10, dtype=torch.float64),
+        "e": torch.randn(8, 8).to(torch.float8_e4m3fn),
+    }
+    save_file(tensors, src)
+    code, _, err = cli("sanitize", str(src), str(tmp_path / "a.safetensors"), "-m", "lsb-zero")
+    assert code == 2 and "tensor d is float64" in err and len(err.strip().splitlines()) == 1
+    out = tmp_path / "b.safetensors"
+    code, _, err = cli("sanitize", str(src), str(out), "-m", "lsb-zero", "--scope", "weights")
+    assert code == 0, err
+    after = load_file(out)
+    assert torch.equal(after["d"], tensors["d"])  # 1-D: out of scope, copied as it was
+    assert torch.equal(after["e"].view(torch.uint8), tensors["e"].view(torch.uint8))
+    report = scan_paths([src], detectors=["lsb-stats"]).reports[0]
+    assert set(report.skipped_tensors) == {"d", "e"}
+    assert "float64" in report.skipped_tensors["d"]

@@ -22,6 +22,7 @@ from covertml.audit.base import (
 )
 from covertml.data.base import Dataset
 from covertml.errors import ConfigError, CovertMLError
+from covertml.floats import float_format
 from covertml.models.checkpoint import Checkpoint, describe, open_checkpoint
 from covertml.models.files import ModelInfo, load_model, read_info
 
@@ -150,9 +151,19 @@ def scan(
         seconds=time.perf_counter() - start,
         format=ck.format if ck is not None else "memory",
         values=sum(i.numel for i in describe(ctx.tensors).values()),
-        skipped_tensors=ck.skipped if ck is not None else {},
+        skipped_tensors={**(ck.skipped if ck is not None else {}), **_no_bit_test(ctx)},
         locations={k: i.file for k, i in ck.infos.items()} if ck is not None else {},
     )
+
+
+def _no_bit_test(ctx: ScanContext) -> dict[str, str]:
+    """Float tensors whose low bits nothing here tests (float64, float8, ...), with why."""
+    return {
+        k: f"{i.dtype}: lsb-stats reads float32, float16 and bfloat16 words only (the "
+        "other detectors still see its values)"
+        for k, i in describe(ctx.tensors).items()
+        if i.is_floating_point and float_format(i.dtype) is None
+    }
 
 
 def context_from_file(

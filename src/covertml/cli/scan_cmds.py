@@ -60,6 +60,8 @@ def _print(report: ScanReport) -> None:
             console.print(f"  [dim]null: {null}[/]", highlight=False)
     for name, reason in report.skipped.items():
         console.print(f"[dim]skipped {name}: {reason}[/]")
+    for name, reason in report.skipped_tensors.items():
+        console.print(f"[dim]skipped tensor {name}: {reason}[/]", highlight=False)
     colour = "red" if report.flagged else "green"
     flagged = [r.detector for r in report.reports if r.flagged]
     why = f" (flagged by {', '.join(flagged)})" if flagged else ""

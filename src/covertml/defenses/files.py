@@ -24,6 +24,7 @@ from covertml.data.base import Dataset
 from covertml.defenses.base import SEED_TAG, Sanitizer
 from covertml.defenses.stream import Tally, WordStream
 from covertml.errors import ConfigError
+from covertml.floats import float_format
 from covertml.models.checkpoint import Checkpoint, TensorInfo, open_checkpoint, write_like
 from covertml.models.files import load_model, save_model
 
@@ -165,7 +166,15 @@ def sanitize_file(
             if sanitizer.selects_kind(floating=i.is_floating_point, ndim=i.ndim)
         ]
         if bits_for is not None:  # checked before anything is written
-            bits.update({i.dtype: int(bits_for(i.torch_dtype)) for i in chosen})
+            for i in chosen:
+                if float_format(i.dtype) is None:
+                    raise ConfigError(
+                        f"tensor {i.name} is {i.dtype}; {sanitizer.name} rewrites float32, "
+                        "float16 and bfloat16 words only",
+                        fix="convert that tensor to float32 first, or pass --scope weights "
+                        "if it is a 1-D buffer",
+                    )
+                bits[i.dtype] = int(bits_for(i.torch_dtype))
 
         chunk = CHUNK if sanitizer.elementwise else None
         words: WordStream | None = None

@@ -198,7 +198,7 @@ def header_bytes(infos: list[TensorInfo], metadata: dict[str, str]) -> tuple[byt
     offsets, pos = [], 0
     for info in infos:
         header[info.name] = {
-            "dtype": ST_CODES[info.dtype],
+            "dtype": ST_CODES.get(info.dtype, info.dtype),  # skipped tensors keep their code
             "shape": list(info.shape),
             "data_offsets": [pos, pos + info.nbytes],
         }
