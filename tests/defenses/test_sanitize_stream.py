@@ -167,3 +167,29 @@ def test_dtypes_without_a_bit_format_are_named_not_silently_passed(tmp_path, cli
     report = scan_paths([src], detectors=["lsb-stats"]).reports[0]
     assert set(report.skipped_tensors) == {"d", "e"}
     assert "float64" in report.skipped_tensors["d"]
+
+
+def test_a_slow_disk_does_not_change_a_byte(model, tmp_path, small_chunks, monkeypatch):
+    """The writer thread lags behind: the ring of output buffers must not be reused early."""
+    import time
+
+    from covertml.models.checkpoint import background
+
+    fast = tmp_path / "fast.safetensors"
+    files.sanitize_file(model, fast, create_sanitizer("lsb-randomize", bits=7), seed=3)
+    real_run = background.BackgroundWriter._run
+
+    def slow_run(self):
+        write = self.handle.write
+
+        def lagging(data):
+            time.sleep(0.01)
+            return write(data)
+
+        self.handle = type("Slow", (), {"write": staticmethod(lagging)})()
+        real_run(self)
+
+    monkeypatch.setattr(background.BackgroundWriter, "_run", slow_run)
+    slow = tmp_path / "slow.safetensors"
+    files.sanitize_file(model, slow, create_sanitizer("lsb-randomize", bits=7), seed=3)
+    assert slow.read_bytes() == fast.read_bytes()
