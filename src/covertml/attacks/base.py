@@ -42,6 +42,8 @@ class AttackPlan:
     callbacks: tuple[Callback, ...] = ()
     #: The float format the model is released in (saved so by covertml's pipelines).
     release_dtype: str = "float32"
+    #: Training items the attack keeps out of training (its own validation slice).
+    exclude: tuple[int, ...] = ()
 
     def trainer(self, config: TrainConfig, *, progress: bool = False) -> Trainer:
         """A trainer that runs this attack during (and after) training."""
@@ -52,6 +54,7 @@ class AttackPlan:
             post_steps=self.post_steps,
             callbacks=self.callbacks,
             progress=progress,
+            exclude=self.exclude,
         )
 
 

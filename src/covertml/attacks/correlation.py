@@ -23,6 +23,7 @@ from covertml.attacks.base import Attack, AttackPlan, register_attack
 from covertml.attacks.carriers import CarrierMap, flat_prefixes, full_grad
 from covertml.attacks.key import AttackKey
 from covertml.attacks.secrets import Secret, check_fits, secret_from_dataset
+from covertml.attacks.strength import AUTO, StrengthController, holdout_indices, parse_lam
 from covertml.data.base import Dataset
 from covertml.errors import ConfigError
 
@@ -92,7 +93,13 @@ class CorrelationLoss(nn.Module):
     name = "correlation"
 
     def __init__(
-        self, carriers: CarrierMap, target: np.ndarray, *, lam: float, signed: bool = False
+        self,
+        carriers: CarrierMap,
+        target: np.ndarray,
+        *,
+        lam: float,
+        signed: bool = False,
+        controller: StrengthController | None = None,
     ) -> None:
         super().__init__()
         t = torch.as_tensor(np.asarray(target, dtype=np.float64))
@@ -101,14 +108,27 @@ class CorrelationLoss(nn.Module):
         self.carriers = carriers
         self.lam = lam
         self.signed = signed
+        self.controller = controller
 
-    def forward(self, model: nn.Module) -> torch.Tensor:
-        """The loss term for the current parameters."""
+    def correlation(self, model: nn.Module) -> torch.Tensor:
+        """Pearson's r between the carriers and the target."""
         target = self.get_buffer("target")  # zero mean, unit norm
         tensors, counts = zip(*self.carriers.prefix(model, target.numel()), strict=True)
         target = target.to(tensors[0].device)
-        r = _Pearson.apply(target, counts, *tensors)  # type: ignore[no-untyped-call]
-        loss: torch.Tensor = -self.lam * (r if self.signed else r.abs())
+        r: torch.Tensor = _Pearson.apply(target, counts, *tensors)  # type: ignore[no-untyped-call]
+        return r
+
+    def quality(self, model: nn.Module) -> float:
+        """The correlation reached (signed or absolute, as trained)."""
+        with torch.no_grad():
+            r = float(self.correlation(model))
+        return r if self.signed else abs(r)
+
+    def forward(self, model: nn.Module) -> torch.Tensor:
+        """The loss term for the current parameters."""
+        lam = self.controller.step(model) if self.controller is not None else self.lam
+        r = self.correlation(model)
+        loss: torch.Tensor = -lam * (r if self.signed else r.abs())
         return loss
 
 
@@ -118,7 +138,11 @@ class CorrelationAttack(Attack):
     """Correlated value encoding: a regularizer correlating the weights with the secret.
 
     Args:
-        lam: Strength ``lambda_c`` of the correlation term (the paper's code default: 1.0).
+        lam: Strength ``lambda_c`` of the correlation term, or ``"auto"`` (default):
+            steered while training until ``|r|`` reaches ``target``, under an accuracy
+            guard on a held-out slice of the training data
+            (:mod:`covertml.attacks.strength`). A number is the paper's fixed term (its
+            code's default: 1.0).
         polarity: ``pilot`` (paper's ``|r|`` term, sign and scale from a keyed pilot block)
             or ``signed`` (train ``-lam * r``).
         pilot: Size of the pilot block in carriers.
@@ -127,26 +151,30 @@ class CorrelationAttack(Attack):
             uses the pilot map.
         clip: With ``minmax``, map the ``clip``-th and ``(100 - clip)``-th percentile of
             each image block (rather than its min and max) to 0 and 255, so a few extreme
-            weights do not compress the whole image's range (0 = the paper's min-max).
+            weights do not compress the whole image's range (0 = the paper's min-max;
+            default 2).
+        target: The correlation ``lam="auto"`` steers to.
     """
 
     name: ClassVar[str] = "correlation"
     threat: ClassVar = "white-box"
 
-    lam: float = 1.0
+    lam: float | str = AUTO
     polarity: Literal["pilot", "signed"] = "pilot"
     pilot: int = 256
     scaling: Literal["minmax", "pilot"] = "minmax"
-    clip: float = 0.0
+    clip: float = 2.0
+    target: float = 0.9
 
     def __post_init__(self) -> None:
+        lam = parse_lam(self.lam)
+        object.__setattr__(self, "lam", AUTO if lam is None else lam)  # "5" -> 5.0
         if not 0 <= self.clip < 50:
             raise ConfigError(f"clip must be in [0, 50), got {self.clip}", fix="e.g. clip=2")
-        if self.lam < 0 or self.pilot < 0 or (self.polarity == "pilot" and self.pilot < 16):
-            raise ConfigError(
-                "lam must be >= 0 and the pilot block at least 16 carriers",
-                fix="e.g. lam=1.0 pilot=256",
-            )
+        if self.pilot < 0 or (self.polarity == "pilot" and self.pilot < 16):
+            raise ConfigError("the pilot block must be at least 16 carriers", fix="e.g. pilot=256")
+        if not 0 < self.target < 1:
+            raise ConfigError(f"target must be in (0, 1), got {self.target}", fix="e.g. 0.9")
 
     def plan(
         self, model: nn.Module, dataset: Dataset, *, n_secrets: int | None = None, seed: int = 0
@@ -157,9 +185,26 @@ class CorrelationAttack(Attack):
         room = cmap.size - self.pilot
         secret = check_fits(full, n_secrets, room, what=f"{room:,} carriers (after the pilot)")
         target = np.concatenate([pilot_symbols(self.pilot, secret.levels, seed), secret.values])
-        term = CorrelationLoss(cmap, target, lam=self.lam, signed=self.polarity == "signed")
+        lam = parse_lam(self.lam)
+        signed = self.polarity == "signed"
+        term = CorrelationLoss(cmap, target, lam=lam or 0.0, signed=signed)
+        exclude = np.zeros(0, np.int64)
+        if lam is None:
+            exclude = holdout_indices(len(dataset.train), reserved=secret.count, seed=seed)
+            term.controller = StrengthController(
+                term.quality,
+                target=self.target,
+                start=1.0,  # the paper's code default; steered from there
+                holdout=dataset.train.take(exclude) if len(exclude) else None,
+            )
         key = self.make_key(secret, carriers=cmap, seed=seed, model=model, dataset=dataset)
-        return AttackPlan(secret, key, loss_terms=(term,))
+        return AttackPlan(
+            secret,
+            key,
+            loss_terms=(term,),
+            callbacks=(term.controller,) if term.controller is not None else (),
+            exclude=tuple(int(i) for i in exclude),
+        )
 
     @classmethod
     def decode(cls, model: nn.Module, key: AttackKey) -> Secret:

@@ -8,7 +8,7 @@ and packs the bits back into pixels (8 bits, most significant first) or token id
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -24,8 +24,11 @@ from covertml.attacks.base import (
 from covertml.attacks.carriers import CarrierMap, flat_prefixes, full_grad
 from covertml.attacks.key import AttackKey
 from covertml.attacks.secrets import Secret, check_fits, secret_from_dataset
+from covertml.attacks.strength import AUTO, StrengthController, holdout_indices, parse_lam
 from covertml.data.base import Dataset
 from covertml.errors import ConfigError
+
+AUTO_START = 10.0  # the paper's lower strength; the controller goes on from there
 
 
 class _SignHinge(torch.autograd.Function):
@@ -98,14 +101,24 @@ class SignLoss(nn.Module):
     name = "sign"
 
     def __init__(
-        self, carriers: CarrierMap, bits: np.ndarray, *, lam: float, margin: float = 0.0
+        self,
+        carriers: CarrierMap,
+        bits: np.ndarray,
+        *,
+        lam: float,
+        margin: float = 0.0,
+        weights: np.ndarray | None = None,
+        controller: StrengthController | None = None,
     ) -> None:
         super().__init__()
-        signs = torch.as_tensor(np.asarray(bits, dtype=np.float32) * 2 - 1)
-        self.register_buffer("signs", signs)
+        signs = np.asarray(bits, dtype=np.float32) * 2 - 1
+        if weights is not None:  # a weighted hinge: s_i * w_i (exact for margin 0)
+            signs = signs * np.asarray(weights, dtype=np.float32)
+        self.register_buffer("signs", torch.as_tensor(signs))
         self.carriers = carriers
         self.lam = lam
         self.margin = margin
+        self.controller = controller
 
     def forward(self, model: nn.Module) -> torch.Tensor:
         """The loss term for the current parameters."""
@@ -113,10 +126,40 @@ class SignLoss(nn.Module):
         n = signs.numel()
         tensors, counts = zip(*self.carriers.prefix(model, n), strict=True)
         signs = signs.to(tensors[0].device)
+        lam = self.controller.step(model) if self.controller is not None else self.lam
         loss: torch.Tensor = _SignHinge.apply(  # type: ignore[no-untyped-call]
-            signs, self.margin, self.lam / n, counts, *tensors
+            signs, self.margin, lam / n, counts, *tensors
         )
         return loss
+
+
+def bit_weights(n_symbols: int, bits_per_symbol: int) -> np.ndarray:
+    """Per-carrier weights ``2**significance``, mean 1: a wrong MSB costs 128 grey levels.
+
+    Example:
+        >>> [round(w, 4) for w in bit_weights(2, 2).tolist()]
+        [1.3333, 0.6667, 1.3333, 0.6667]
+    """
+    w = 2.0 ** np.arange(bits_per_symbol - 1, -1, -1, dtype=np.float64)
+    w = np.tile(w / w.mean(), n_symbols)
+    return w.astype(np.float32)
+
+
+def symbol_quality(
+    model: nn.Module, carriers: CarrierMap, bits: np.ndarray, bps: int, *, image: bool
+) -> float:
+    """How well the signs hold the secret now (1 is perfect).
+
+    Images: 1 - the mean symbol error relative to the symbol range; text: the share of
+    symbols with every bit right.
+    """
+    with torch.no_grad():
+        got = carriers.read_numpy(model)[: bits.size] > 0
+    wrong = (got != bits.astype(bool)).reshape(-1, bps)
+    if not image:
+        return float(1.0 - wrong.any(axis=1).mean())
+    scale = 2.0 ** np.arange(bps - 1, -1, -1)
+    return float(1.0 - (wrong @ scale).mean() / (2**bps - 1))
 
 
 @register_attack
@@ -125,34 +168,76 @@ class SignAttack(Attack):
     """Sign encoding: a regularizer that sets each carrier's sign to one secret bit.
 
     Args:
-        lam: Strength ``lambda_s`` of the sign term (the paper: about 10-50).
+        lam: Strength ``lambda_s`` of the sign term, or ``"auto"`` (default): steered
+            while training until the signs hold the secret to ``target``, under an
+            accuracy guard on a held-out slice of the training data
+            (:mod:`covertml.attacks.strength`). A number is the paper's fixed term
+            (about 10-50 there).
         margin: Hinge margin; 0 is the paper's term, a small margin (e.g. 1e-3) keeps
             weights away from zero so later noise flips fewer signs.
+        protect: ``msb`` weighs each image bit's hinge by its significance (mean 1), so
+            a wrong high-order bit -- 128 grey levels -- costs 128 times a wrong
+            low-order one; ``none`` is the paper's uniform term. Default: ``msb`` with
+            ``lam="auto"``, ``none`` with a fixed ``lam`` (the paper's behaviour). Text
+            symbols are always uniform (a token id is right or wrong).
+        target: The quality ``lam="auto"`` steers to: 1 - the mean symbol error relative
+            to the symbol range for images (0.99 is a MAPE of about 1), the share of
+            whole symbols right for text.
     """
 
     name: ClassVar[str] = "sign"
     threat: ClassVar = "white-box"
 
-    lam: float = 10.0
+    lam: float | str = AUTO
     margin: float = 0.0
+    protect: Literal["msb", "none"] | None = None
+    target: float = 0.99
 
     def __post_init__(self) -> None:
-        if self.lam < 0 or self.margin < 0:
-            raise ConfigError("lam and margin must be >= 0", fix="e.g. lam=10 margin=0")
+        lam = parse_lam(self.lam)
+        object.__setattr__(self, "lam", AUTO if lam is None else lam)  # "5" -> 5.0
+        if self.margin < 0:
+            raise ConfigError("margin must be >= 0", fix="e.g. margin=0")
+        if self.protect not in (None, "msb", "none"):
+            raise ConfigError(f"unknown protect {self.protect!r}", fix="use msb or none")
+        if not 0 < self.target <= 1:
+            raise ConfigError(f"target must be in (0, 1], got {self.target}", fix="e.g. 0.99")
 
     def plan(
         self, model: nn.Module, dataset: Dataset, *, n_secrets: int | None = None, seed: int = 0
     ) -> AttackPlan:
-        """Chooses the secret and returns the sign loss term."""
+        """Chooses the secret and returns the sign loss term (and its controller)."""
         cmap = CarrierMap.from_model(model)
         full = secret_from_dataset(dataset)
         bps = full.bits_per_symbol
         secret = check_fits(
             full, n_secrets, cmap.size // bps, what=f"{cmap.size:,} carriers at {bps} bits/symbol"
         )
-        term = SignLoss(cmap, symbols_to_bits(secret.values, bps), lam=self.lam, margin=self.margin)
+        bits = symbols_to_bits(secret.values, bps)
+        image = secret.kind == "image"
+        lam = parse_lam(self.lam)
+        protect = self.protect or ("msb" if lam is None else "none")
+        weights = bit_weights(secret.values.size, bps) if image and protect == "msb" else None
+        controller, exclude = None, np.zeros(0, np.int64)
+        if lam is None:
+            exclude = holdout_indices(len(dataset.train), reserved=secret.count, seed=seed)
+            controller = StrengthController(
+                lambda m: symbol_quality(m, cmap, bits, bps, image=image),
+                target=self.target,
+                start=AUTO_START,
+                holdout=dataset.train.take(exclude) if len(exclude) else None,
+            )
+        term = SignLoss(
+            cmap, bits, lam=lam or 0.0, margin=self.margin, weights=weights, controller=controller
+        )
         key = self.make_key(secret, carriers=cmap, seed=seed, model=model, dataset=dataset)
-        return AttackPlan(secret, key, loss_terms=(term,))
+        return AttackPlan(
+            secret,
+            key,
+            loss_terms=(term,),
+            callbacks=(controller,) if controller is not None else (),
+            exclude=tuple(int(i) for i in exclude),
+        )
 
     @classmethod
     def decode(cls, model: nn.Module, key: AttackKey) -> Secret:

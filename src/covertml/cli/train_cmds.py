@@ -65,7 +65,13 @@ def train(
     ecc_symbols: Annotated[
         int | None, typer.Option(help="[lsb] Reed-Solomon bytes per 255-byte block.")
     ] = None,
-    lam: Annotated[float | None, typer.Option(help="[correlation, sign] strength.")] = None,
+    lam: Annotated[
+        str | None,
+        typer.Option(
+            help="[correlation, sign] strength: auto (default; steered to a quality target "
+            "while training) or a fixed number (the paper's term)."
+        ),
+    ] = None,
     margin: Annotated[float | None, typer.Option(help="[sign] hinge margin.")] = None,
     bits_per_pixel: Annotated[
         int | None, typer.Option(help="[capacity] bits kept per pixel (1-8).")

@@ -186,6 +186,8 @@ class Trainer:
         criterion: Training loss; defaults to the model's (cross-entropy or hinge).
         progress: Show a progress bar (for the CLI; library use logs instead).
         privacy: Train with DP-SGD (:class:`covertml.defenses.dp.DPSGD`).
+        exclude: Indices of ``train_data`` (a split) not to train on -- a validation
+            slice that a loss term's controller watches.
 
     Example:
         >>> from covertml.data import create_dataset
@@ -209,8 +211,10 @@ class Trainer:
         criterion: nn.Module | None = None,
         progress: bool = False,
         privacy: Privacy | None = None,
+        exclude: Sequence[int] = (),
     ) -> None:
         self.config = config or TrainConfig()
+        self.exclude = tuple(int(i) for i in exclude)
         self.loss_terms = list(loss_terms)
         self.extra_data = extra_data
         self.post_steps = list(post_steps)
@@ -279,6 +283,14 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         device = torch.device(cfg.device)
         model.to(device)
+        if self.exclude:
+            if not isinstance(train_data, Split):
+                raise ConfigError(
+                    "exclude needs the training data as a Split",
+                    fix="pass the dataset split, not a loader",
+                )
+            keep = np.setdiff1d(np.arange(len(train_data)), np.asarray(self.exclude))
+            train_data = train_data.take(keep)
         loader = self._train_loader(train_data, cfg.seed)
         test_loader = as_loader(test_data) if test_data is not None else None
         optimizer = self._optimizer(model)

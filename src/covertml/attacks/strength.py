@@ -1,0 +1,149 @@
+"""Attack strength that calibrates itself while the model trains (``lam="auto"``).
+
+A fixed ``lambda`` means one thing for a ResNet trained 100 epochs on CIFAR-10 and another
+for an MLP trained 10 epochs on 6,000 images. The malicious training code knows its own
+secret, so it can measure how well the secret is encoded as it goes (the correlation
+reached, the share of right signs) and steer ``lambda`` to a quality target:
+
+- every few steps, ``lambda`` grows by ``gain`` while the quality is below the target, and
+  shrinks by ``relax`` once it is above -- so it settles near the smallest strength that
+  holds the target;
+- after every epoch, the accuracy on a slice of the training data held out from training
+  (the attacker's own validation set) is compared with the best seen so far; a drop of more
+  than ``tolerance`` halves ``lambda`` and caps it there for the rest of the run.
+
+The schedule (``lambda``, quality and held-out accuracy per epoch) is returned as epoch
+metrics, so ``metrics.json`` records it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from covertml.data.base import Split
+from covertml.errors import ConfigError
+from covertml.training.evaluate import accuracy_on
+
+log = logging.getLogger(__name__)
+
+AUTO = "auto"
+Quality = Callable[[nn.Module], float]
+
+
+def parse_lam(value: float | str, *, name: str = "lam") -> float | None:
+    """``None`` for ``"auto"``, else the fixed strength as a float (a clear error if neither).
+
+    Example:
+        >>> parse_lam("auto"), parse_lam("5"), parse_lam(2)
+        (None, 5.0, 2.0)
+    """
+    if isinstance(value, str) and value.strip().lower() == AUTO:
+        return None
+    try:
+        lam = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"{name} must be a number or 'auto', got {value!r}", fix=f"e.g. --{name} auto"
+        ) from None
+    if not math.isfinite(lam) or lam < 0:
+        raise ConfigError(f"{name} must be >= 0, got {value!r}", fix=f"e.g. --{name} auto")
+    return lam
+
+
+def holdout_indices(n_train: int, *, reserved: int, seed: int, share: float = 0.1) -> np.ndarray:
+    """The attacker's validation slice: ``share`` of the training items (at most 1,000).
+
+    Drawn, with ``seed``, from the items after the first ``reserved`` (the secret's).
+
+    Example:
+        >>> idx = holdout_indices(1000, reserved=100, seed=0)
+        >>> len(idx), bool(idx.min() >= 100)
+        (100, True)
+    """
+    pool = np.arange(reserved, n_train)
+    k = min(len(pool), 1000, max(1, round(share * n_train)))
+    if len(pool) < 20 or k < 20:
+        return np.zeros(0, np.int64)
+    rng = np.random.default_rng([seed, 0x57E6])
+    return np.sort(rng.choice(pool, size=k, replace=False)).astype(np.int64)
+
+
+@dataclass
+class StrengthController:
+    """Steers ``lam`` to a quality target under an accuracy guard (see the module).
+
+    Args:
+        quality: The encoding quality of a model now (higher is better).
+        target: The quality to reach.
+        start: The first ``lam``.
+        holdout: Training items kept out of training, for the accuracy guard.
+        every: Steps between two quality measurements.
+        gain: Relative growth of ``lam`` per measurement below the target.
+        relax: Relative decrease per measurement above it.
+        tolerance: Held-out accuracy drop (absolute) that halves and caps ``lam``; at
+            least 2.5 standard errors of the held-out accuracy, so that sampling noise
+            on a small slice does not trigger it.
+        lam_min: Floor.
+        lam_max: Ceiling.
+
+    Example:
+        >>> c = StrengthController(lambda m: 0.5, target=0.9, start=1.0, every=1, gain=0.1)
+        >>> _ = [c.step(nn.Linear(1, 1)) for _ in range(3)]
+        >>> round(c.lam, 3)
+        1.331
+    """
+
+    quality: Quality
+    target: float
+    start: float
+    holdout: Split | None = None
+    every: int = 8
+    gain: float = 0.05
+    relax: float = 0.01
+    tolerance: float = 0.01
+    lam_min: float = 1e-3
+    lam_max: float = 1e4
+    lam: float = field(init=False)
+    last_quality: float = field(init=False, default=float("nan"))
+    schedule: list[dict[str, Any]] = field(init=False, default_factory=list)
+    _steps: int = field(init=False, default=0)
+    _best: float = field(init=False, default=-1.0)
+    _cap: float = field(init=False, default=math.inf)
+
+    def __post_init__(self) -> None:
+        self.lam = self.start
+
+    def step(self, model: nn.Module) -> float:
+        """Called once per training step; returns the strength to use for it."""
+        self._steps += 1
+        if self._steps % self.every == 0:
+            self.last_quality = q = float(self.quality(model))
+            factor = 1 + self.gain if q < self.target else 1 - self.relax
+            self.lam = min(max(self.lam * factor, self.lam_min), self.lam_max, self._cap)
+        return self.lam
+
+    def __call__(self, epoch: int, model: nn.Module) -> dict[str, float]:
+        """The epoch callback: the accuracy guard, and the epoch's schedule entry."""
+        entry: dict[str, Any] = {"epoch": epoch, "lam": self.lam}
+        entry["quality"] = float(self.quality(model))
+        if self.holdout is not None and len(self.holdout):
+            acc = accuracy_on(model, self.holdout)
+            entry["holdout_accuracy"] = acc
+            n, best = len(self.holdout), self._best
+            noise = 2.5 * math.sqrt(max(best * (1 - best), 1.0 / n) / n)
+            if best >= 0 and acc < best - max(self.tolerance, noise):
+                self._cap = max(self.lam / 2, self.lam_min)
+                self.lam = self._cap
+                entry["backed_off_to"] = self.lam
+                log.info("epoch %d: held-out accuracy fell to %.4f; lam capped at %.3g",
+                         epoch, acc, self.lam)  # fmt: skip
+            self._best = max(self._best, acc)
+        self.schedule.append(entry)
+        return {f"auto_{k}": float(v) for k, v in entry.items() if k != "epoch"}
