@@ -31,8 +31,8 @@ oracle = "http"      # capacity abuse: labels from a prediction API on loopback
 
 [attacks]
 lsb = [{{bits = 8}}, {{bits = 16, passphrase = "demo-passphrase"}}, {{bits = 23}}]
-correlation = [{{lam = 5.0, clip = 2.0}}]
-sign = [{{lam = 50.0}}]
+correlation = [{{}}]  # defaults: lam = "auto" steers the strength while training
+sign = [{{}}]
 capacity = [{{ratio = 0.5}}, {{ratio = 1.0}}]
 
 [sanitizers]

@@ -170,6 +170,11 @@ def attack_summary(plan: AttackPlan, model: nn.Module, result: TrainResult) -> d
                 result.history[-1].extra.get("synthetic_acc") if result.history else None
             ),
         }
+    for callback in plan.callbacks:  # a self-calibrating strength: the schedule it used
+        schedule = getattr(callback, "schedule", None)
+        if schedule:
+            extra["strength_schedule"] = list(schedule)
+            extra["held_out_items"] = len(plan.exclude)
     return {
         "name": plan.key.attack,
         "settings": settings,

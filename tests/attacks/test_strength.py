@@ -1,0 +1,165 @@
+"""Self-calibrating attack strength (``lam="auto"``) and the fixed-``lam`` paper terms."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from covertml.attacks import create_attack, decode_secret
+from covertml.attacks.carriers import CarrierMap
+from covertml.attacks.score import score_recovery
+from covertml.attacks.strength import StrengthController, holdout_indices, parse_lam
+from covertml.data import create_dataset
+from covertml.data.base import Split
+from covertml.errors import ConfigError
+from covertml.models import create_model_for
+from covertml.training import Trainer, recipe, seed_everything
+from covertml.training.evaluate import accuracy_on
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return create_dataset("digits")
+
+
+@pytest.fixture(scope="module")
+def honest_accuracy(digits) -> float:
+    seed_everything(0)
+    model = create_model_for(digits)
+    Trainer(recipe("digits")).fit(model, digits.train)
+    return accuracy_on(model, digits.test)
+
+
+def attacked(digits, name: str, **opts):
+    seed_everything(0)
+    model = create_model_for(digits)
+    plan = create_attack(name, **opts).plan(model, digits)
+    result = plan.trainer(recipe("digits")).fit(model, digits.train)
+    scores = score_recovery(plan.secret, decode_secret(model, plan.key))
+    return plan, result, scores, accuracy_on(model, digits.test)
+
+
+@pytest.mark.parametrize(("name", "mape"), [("sign", 10.0), ("correlation", 30.0)])
+def test_auto_strength_reaches_its_target_on_digits(digits, honest_accuracy, name, mape) -> None:
+    plan, result, scores, acc = attacked(digits, name)
+    controller = plan.callbacks[0]
+    assert isinstance(controller, StrengthController)
+    assert controller.last_quality >= controller.target - 0.02
+    assert scores.mape is not None and scores.mape <= mape
+    assert acc >= honest_accuracy - 0.01
+    # the schedule is in the history, epoch by epoch, and the slice was held out
+    lams = [e.extra["auto_lam"] for e in result.history]
+    assert len(lams) == len(result.history) and len(set(lams)) > 1
+    assert len(plan.exclude) == len(set(plan.exclude)) > 100
+    assert min(plan.exclude) >= plan.secret.count
+
+
+def test_fixed_lam_is_the_papers_term(digits) -> None:
+    model = create_model_for(digits)
+    sign = create_attack("sign", lam="50").plan(model, digits)
+    corr = create_attack("correlation", lam=3.0).plan(model, digits)
+    for plan in (sign, corr):
+        assert plan.callbacks == () and plan.exclude == ()
+    assert sign.key.settings["lam"] == 50.0
+    # sign: lam * mean(max(0, -theta * s)) with uniform weights, computed here by hand
+    n_bits = plan_bits = sign.secret.values.size * 8
+    theta = CarrierMap.from_model(model).read_numpy(model)[:n_bits].astype(np.float64)
+    bits = np.unpackbits(sign.secret.values.astype(np.uint8))[:plan_bits]
+    s = bits * 2.0 - 1
+    expected = 50.0 * np.maximum(0, -theta * s).mean()
+    assert float(sign.loss_terms[0](model).detach()) == pytest.approx(expected, rel=1e-4)
+    # correlation: -lam * |pearson(theta, pilot + secret)|
+    term = corr.loss_terms[0]
+    n = term.get_buffer("target").numel()
+    theta = CarrierMap.from_model(model).read_numpy(model)[:n].astype(np.float64)
+    r = np.corrcoef(theta, term.get_buffer("target").numpy().astype(np.float64))[0, 1]
+    assert float(term(model).detach()) == pytest.approx(-3.0 * abs(r), rel=1e-4)
+
+
+def test_controller_climbs_below_target_relaxes_above_and_backs_off_on_a_real_drop() -> None:
+    quality = {"q": 0.2}
+    c = StrengthController(lambda m: quality["q"], target=0.9, start=1.0, every=1, gain=0.1)
+    model = nn.Linear(1, 1)
+    for _ in range(10):
+        c.step(model)
+    assert c.lam == pytest.approx(1.1**10)
+    quality["q"] = 0.95
+    top = c.lam
+    for _ in range(10):
+        c.step(model)
+    assert c.lam == pytest.approx(top * 0.99**10)
+
+    # the guard: 400 held-out items; a model predicting class 0 for all but a share of them
+    x = np.zeros((400, 1, 1, 1), np.uint8)
+    y = np.zeros(400, np.int64)
+
+    class Fixed(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.wrong = 0.0
+            self.dummy = nn.Parameter(torch.zeros(1))
+
+        def forward(self, inp: torch.Tensor) -> torch.Tensor:
+            n = inp.shape[0]
+            logits = torch.zeros(n, 2)
+            k = round(self.wrong * n)
+            logits[:k, 1] = 1.0
+            logits[k:, 0] = 1.0
+            return logits
+
+    guard = StrengthController(
+        lambda m: 0.5, target=0.9, start=8.0, holdout=Split(x, y)
+    )
+    fixed = Fixed()
+    fixed.wrong = 0.10
+    guard(1, fixed)
+    fixed.wrong = 0.12  # 2 points: within the noise of 400 items (2.5 SE = 3.75 points)
+    guard(2, fixed)
+    assert guard.lam == 8.0
+    fixed.wrong = 0.20  # 10 points: a real drop
+    entry = guard(3, fixed)
+    assert guard.lam == 4.0 and entry["auto_backed_off_to"] == 4.0
+    for _ in range(50):  # capped from now on, however low the quality
+        guard.step(fixed)
+    assert guard.lam <= 4.0
+
+
+def test_trainer_does_not_train_on_the_excluded_items(digits) -> None:
+    seen: list[int] = []
+
+    class Spy(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lin = nn.Linear(64, 10)
+
+        def forward(self, inp: torch.Tensor) -> torch.Tensor:
+            if self.training:
+                seen.append(inp.shape[0])
+            return self.lin(inp.reshape(inp.shape[0], -1))
+
+    exclude = holdout_indices(len(digits.train), reserved=100, seed=1)
+    Trainer(recipe("digits").__class__(epochs=1), exclude=exclude).fit(Spy(), digits.train)
+    assert sum(seen) == len(digits.train) - len(exclude)
+
+
+def test_bad_strengths_are_one_line_errors() -> None:
+    assert parse_lam("AUTO") is None
+    with pytest.raises(ConfigError, match="number or 'auto'"):
+        parse_lam("strong")
+    with pytest.raises(ConfigError, match=">= 0"):
+        create_attack("sign", lam=-1)
+
+
+def test_metrics_json_records_the_schedule(cli, tmp_path) -> None:
+    out = tmp_path / "run"
+    code, _, err = cli("train", "-d", "digits", "-o", str(out), "--epochs", "3",
+                       "--attack", "sign", "--json")  # fmt: skip
+    assert code == 0, err
+    attack = json.loads((out / "metrics.json").read_text())["attack"]
+    assert attack["settings"]["lam"] == "auto"
+    assert [e["epoch"] for e in attack["strength_schedule"]] == [1, 2, 3]
+    assert attack["held_out_items"] > 100
