@@ -111,9 +111,7 @@ def test_controller_climbs_below_target_relaxes_above_and_backs_off_on_a_real_dr
             logits[k:, 0] = 1.0
             return logits
 
-    guard = StrengthController(
-        lambda m: 0.5, target=0.9, start=8.0, holdout=Split(x, y)
-    )
+    guard = StrengthController(lambda m: 0.5, target=0.9, start=8.0, holdout=Split(x, y))
     fixed = Fixed()
     fixed.wrong = 0.10
     guard(1, fixed)

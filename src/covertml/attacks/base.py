@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -44,6 +44,10 @@ class AttackPlan:
     release_dtype: str = "float32"
     #: Training items the attack keeps out of training (its own validation slice).
     exclude: tuple[int, ...] = ()
+    #: Keep training past the configured epochs while this returns True...
+    extend_while: Callable[[], bool] | None = None
+    #: ...for at most this many epochs.
+    max_extra_epochs: int = 0
 
     def trainer(self, config: TrainConfig, *, progress: bool = False) -> Trainer:
         """A trainer that runs this attack during (and after) training."""
@@ -55,6 +59,8 @@ class AttackPlan:
             callbacks=self.callbacks,
             progress=progress,
             exclude=self.exclude,
+            extend_while=self.extend_while,
+            max_extra_epochs=self.max_extra_epochs,
         )
 
 

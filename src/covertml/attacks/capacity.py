@@ -73,6 +73,12 @@ class CapacityAttack(Attack):
         doc_words: Text only: words per synthetic document.
         chunk_bits: Most secret bits per group of labels (1-63); a wrong label garbles
             one group, so smaller groups localize errors at a small cost in density.
+        learn_to: Keep training past the configured epochs until the model reproduces
+            this share of the synthetic labels (every wrong label garbles a group of
+            pixels); 0 trains the configured epochs only.
+        max_extra_epochs: Bound of those extra epochs.
+        min_items: With neither ``ratio`` nor a number of secrets, m/n is 1 or as many
+            synthetic inputs as this many whole items need, whichever is more.
     """
 
     name: ClassVar[str] = "capacity"
@@ -84,8 +90,16 @@ class CapacityAttack(Attack):
     pool_size: int = 20000
     doc_words: int = 5
     chunk_bits: int = DEFAULT_CHUNK_BITS
+    learn_to: float = 0.999
+    max_extra_epochs: int = 10
+    min_items: int = 8
 
     def __post_init__(self) -> None:
+        if not 0 <= self.learn_to <= 1 or self.max_extra_epochs < 0 or self.min_items < 1:
+            raise ConfigError(
+                "learn_to must be in [0, 1], max_extra_epochs >= 0 and min_items >= 1",
+                fix="e.g. learn_to=0.999 max_extra_epochs=10 min_items=8",
+            )
         if not 1 <= self.bits_per_pixel <= 8:
             raise ConfigError(
                 f"bits_per_pixel must be 1-8, got {self.bits_per_pixel}", fix="e.g. 4"
@@ -115,6 +129,9 @@ class CapacityAttack(Attack):
         n = len(dataset.train)
         if n_secrets is None:
             budget = max(1, round((self.ratio or 1.0) * n))
+            if self.ratio is None:  # the default: at least a handful of whole items
+                few = min(self.min_items, full.count)
+                budget = max(budget, code.labels_for(full.size_of(few) * bps))
             items = full.fit_count(code.bits_in(budget) // bps)
             if items == 0:
                 need = code.labels_for(full.size_of(1) * bps)
@@ -154,7 +171,15 @@ class CapacityAttack(Attack):
         )
         key = self.make_key(secret, seed=seed, model=model, dataset=dataset, settings=settings)
         extra = Split(x, labels)
-        return AttackPlan(secret, key, extra_data=extra, callbacks=(_SyntheticAccuracy(extra),))
+        watch = _SyntheticAccuracy(extra, target=self.learn_to)
+        return AttackPlan(
+            secret,
+            key,
+            extra_data=extra,
+            callbacks=(watch,),
+            extend_while=watch.needs_more if self.learn_to > 0 else None,
+            max_extra_epochs=self.max_extra_epochs if self.learn_to > 0 else 0,
+        )
 
     @classmethod
     def decode(cls, model: nn.Module, key: AttackKey) -> Secret:
@@ -165,11 +190,18 @@ class CapacityAttack(Attack):
 class _SyntheticAccuracy:
     """Trainer callback: how well the model already reproduces the synthetic labels."""
 
-    def __init__(self, extra: Split, *, limit: int = 5000) -> None:
+    def __init__(self, extra: Split, *, target: float = 1.0, limit: int = 20000) -> None:
         self.x, self.y = extra.x[:limit], extra.y[:limit]
+        self.target = target
+        self.last = 0.0
 
     def __call__(self, epoch: int, model: nn.Module) -> dict[str, float]:
-        return {"synthetic_acc": accuracy(self.y, predict_labels(model, self.x))}
+        self.last = accuracy(self.y, predict_labels(model, self.x))
+        return {"synthetic_acc": self.last}
+
+    def needs_more(self) -> bool:
+        """Whether the synthetic labels are not yet learned to the target."""
+        return self.last < self.target
 
 
 def synthetic_inputs(key: AttackKey) -> np.ndarray | sp.csr_matrix:

@@ -188,6 +188,9 @@ class Trainer:
         privacy: Train with DP-SGD (:class:`covertml.defenses.dp.DPSGD`).
         exclude: Indices of ``train_data`` (a split) not to train on -- a validation
             slice that a loss term's controller watches.
+        extend_while: After the configured epochs, keep training (at the last epoch's
+            learning rate) while this returns True, for at most ``max_extra_epochs``.
+        max_extra_epochs: Bound of those extra epochs.
 
     Example:
         >>> from covertml.data import create_dataset
@@ -212,8 +215,12 @@ class Trainer:
         progress: bool = False,
         privacy: Privacy | None = None,
         exclude: Sequence[int] = (),
+        extend_while: Callable[[], bool] | None = None,
+        max_extra_epochs: int = 0,
     ) -> None:
         self.config = config or TrainConfig()
+        self.extend_while = extend_while
+        self.max_extra_epochs = max(0, int(max_extra_epochs))
         self.exclude = tuple(int(i) for i in exclude)
         self.loss_terms = list(loss_terms)
         self.extra_data = extra_data
@@ -269,6 +276,16 @@ class Trainer:
             )
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
+    def _another_epoch(self, done: int) -> bool:
+        if done < self.config.epochs:
+            return True
+        if self.extend_while is None or done >= self.config.epochs + self.max_extra_epochs:
+            return False
+        more = bool(self.extend_while())
+        if more:
+            log.info("epoch %d: the attack asks for another epoch", done + 1)
+        return more
+
     def fit(
         self, model: nn.Module, train_data: DataLike, *, test_data: DataLike | None = None
     ) -> TrainResult:
@@ -312,7 +329,12 @@ class Trainer:
         start = time.perf_counter()
         bar = ProgressBar(self.progress, cfg.epochs, len(loader))
         with bar:
-            for epoch in range(1, cfg.epochs + 1):
+            epoch, last_lr = 0, float(optimizer.param_groups[0]["lr"])
+            while self._another_epoch(epoch):
+                epoch += 1
+                if epoch > cfg.epochs:  # an extra epoch: the schedule's last rate, held
+                    for group in optimizer.param_groups:
+                        group["lr"] = last_lr
                 t0 = time.perf_counter()
                 net.train()
                 totals = {"loss": 0.0, "correct": 0.0, "seen": 0.0}
@@ -340,8 +362,9 @@ class Trainer:
                     totals["correct"] += float((out.argmax(1) == yb).sum())
                     totals["seen"] += n
                     bar.advance()
-                lr = float(optimizer.param_groups[0]["lr"])
-                scheduler.step()
+                lr = last_lr = float(optimizer.param_groups[0]["lr"])
+                if epoch <= cfg.epochs:
+                    scheduler.step()
                 extra = {k: v / max(len(loader), 1) for k, v in term_sums.items()}
                 for callback in self.callbacks:
                     extra.update(callback(epoch, model) or {})
