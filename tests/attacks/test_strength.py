@@ -82,16 +82,16 @@ def test_fixed_lam_is_the_papers_term(digits) -> None:
 
 def test_controller_climbs_below_target_relaxes_above_and_backs_off_on_a_real_drop() -> None:
     quality = {"q": 0.2}
-    c = StrengthController(lambda m: quality["q"], target=0.9, start=1.0, every=1, gain=0.1)
+    c = StrengthController(lambda m: quality["q"], target=0.9, start=1.0, every=2, gain=3.0,
+                           relax=0.5, steps_per_epoch=10)  # fmt: skip
     model = nn.Linear(1, 1)
-    for _ in range(10):
+    for _ in range(10):  # one epoch below the target: x gain
         c.step(model)
-    assert c.lam == pytest.approx(1.1**10)
+    assert c.lam == pytest.approx(3.0)
     quality["q"] = 0.95
-    top = c.lam
-    for _ in range(10):
+    for _ in range(20):  # two epochs above: x relax**2
         c.step(model)
-    assert c.lam == pytest.approx(top * 0.99**10)
+    assert c.lam == pytest.approx(3.0 * 0.25)
 
     # the guard: 400 held-out items; a model predicting class 0 for all but a share of them
     x = np.zeros((400, 1, 1, 1), np.uint8)

@@ -181,8 +181,8 @@ class SignAttack(Attack):
             ``lam="auto"``, ``none`` with a fixed ``lam`` (the paper's behaviour). Text
             symbols are always uniform (a token id is right or wrong).
         target: The quality ``lam="auto"`` steers to: 1 - the mean symbol error relative
-            to the symbol range for images (0.99 is a MAPE of about 1), the share of
-            whole symbols right for text.
+            to the symbol range for images (default 0.99, a MAPE of about 2.6), the share
+            of whole symbols right for text (default 0.96).
     """
 
     name: ClassVar[str] = "sign"
@@ -191,7 +191,7 @@ class SignAttack(Attack):
     lam: float | str = AUTO
     margin: float = 0.0
     protect: Literal["msb", "none"] | None = None
-    target: float = 0.99
+    target: float | None = None
 
     def __post_init__(self) -> None:
         lam = parse_lam(self.lam)
@@ -200,7 +200,7 @@ class SignAttack(Attack):
             raise ConfigError("margin must be >= 0", fix="e.g. margin=0")
         if self.protect not in (None, "msb", "none"):
             raise ConfigError(f"unknown protect {self.protect!r}", fix="use msb or none")
-        if not 0 < self.target <= 1:
+        if self.target is not None and not 0 < self.target <= 1:
             raise ConfigError(f"target must be in (0, 1], got {self.target}", fix="e.g. 0.99")
 
     def plan(
@@ -223,7 +223,7 @@ class SignAttack(Attack):
             exclude = holdout_indices(len(dataset.train), reserved=secret.count, seed=seed)
             controller = StrengthController(
                 lambda m: symbol_quality(m, cmap, bits, bps, image=image),
-                target=self.target,
+                target=self.target or (0.99 if image else 0.96),
                 start=AUTO_START,
                 holdout=dataset.train.take(exclude) if len(exclude) else None,
             )

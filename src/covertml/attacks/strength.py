@@ -5,8 +5,10 @@ for an MLP trained 10 epochs on 6,000 images. The malicious training code knows 
 secret, so it can measure how well the secret is encoded as it goes (the correlation
 reached, the share of right signs) and steer ``lambda`` to a quality target:
 
-- every few steps, ``lambda`` grows by ``gain`` while the quality is below the target, and
-  shrinks by ``relax`` once it is above -- so it settles near the smallest strength that
+- every few steps, ``lambda`` grows while the quality is below the target (at a rate of
+  ``gain`` per epoch) and shrinks once it is above (``relax`` per epoch) -- rates per epoch,
+  not per step, so a run of 30 steps an epoch moves as far as one of 300; it settles near
+  the smallest strength that
   holds the target;
 - after every epoch, the accuracy on a slice of the training data held out from training
   (the attacker's own validation set) is compared with the best seen so far; a drop of more
@@ -85,8 +87,11 @@ class StrengthController:
         start: The first ``lam``.
         holdout: Training items kept out of training, for the accuracy guard.
         every: Steps between two quality measurements.
-        gain: Relative growth of ``lam`` per measurement below the target.
-        relax: Relative decrease per measurement above it.
+        gain: Factor by which ``lam`` grows over one epoch spent below the target.
+        relax: Factor by which it shrinks over one epoch spent above it.
+        steps_per_epoch: Assumed until the first epoch ends (then measured).
+        band: Below the target by less than this, the growth slows in proportion
+            (0: full speed up to the target).
         tolerance: Held-out accuracy drop (absolute) that halves and caps ``lam``; at
             least 2.5 standard errors of the held-out accuracy, so that sampling noise
             on a small slice does not trigger it.
@@ -94,19 +99,22 @@ class StrengthController:
         lam_max: Ceiling.
 
     Example:
-        >>> c = StrengthController(lambda m: 0.5, target=0.9, start=1.0, every=1, gain=0.1)
-        >>> _ = [c.step(nn.Linear(1, 1)) for _ in range(3)]
+        >>> c = StrengthController(lambda m: 0.5, target=0.9, start=1.0, every=1,
+        ...                        steps_per_epoch=10)  # fmt: skip
+        >>> _ = [c.step(nn.Linear(1, 1)) for _ in range(10)]  # one epoch below the target
         >>> round(c.lam, 3)
-        1.331
+        2.5
     """
 
     quality: Quality
     target: float
     start: float
     holdout: Split | None = None
-    every: int = 8
-    gain: float = 0.05
-    relax: float = 0.01
+    every: int = 4
+    gain: float = 2.5
+    relax: float = 0.85
+    steps_per_epoch: int = 100
+    band: float = 0.1
     tolerance: float = 0.01
     lam_min: float = 1e-3
     lam_max: float = 1e4
@@ -125,12 +133,17 @@ class StrengthController:
         self._steps += 1
         if self._steps % self.every == 0:
             self.last_quality = q = float(self.quality(model))
-            factor = 1 + self.gain if q < self.target else 1 - self.relax
+            share = self.every / max(self.steps_per_epoch, 1)  # of an epoch, per measurement
+            if q < self.target:  # full speed when far below, slower on the approach
+                share *= min(1.0, (self.target - q) / self.band) if self.band > 0 else 1.0
+            factor = (self.gain if q < self.target else self.relax) ** share
             self.lam = min(max(self.lam * factor, self.lam_min), self.lam_max, self._cap)
         return self.lam
 
     def __call__(self, epoch: int, model: nn.Module) -> dict[str, float]:
         """The epoch callback: the accuracy guard, and the epoch's schedule entry."""
+        if epoch == 1 and self._steps:
+            self.steps_per_epoch = self._steps
         entry: dict[str, Any] = {"epoch": epoch, "lam": self.lam}
         entry["quality"] = float(self.quality(model))
         if self.holdout is not None and len(self.holdout):
