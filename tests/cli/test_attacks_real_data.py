@@ -23,7 +23,8 @@ ATTACKS = {
     "lsb": ["--bits", "16"],
     "correlation": ["--lam", "3"],
     "sign": ["--lam", "50"],
-    "capacity": ["--n-secrets", "1", "--bits-per-pixel", "2"],
+    # a smoke run of one epoch: not trained on until the synthetic labels are learned
+    "capacity": ["--n-secrets", "1", "--bits-per-pixel", "2", "--attack-opt", "learn_to=0"],
 }
 
 
