@@ -203,7 +203,7 @@ def embed_words(words: np.ndarray, payload: bytes, bits: int) -> np.ndarray:
 def extract_words(words: np.ndarray, bits: int, n_bytes: int) -> bytes:
     """The first ``n_bytes`` of the stream held in the low ``bits`` of ``words``."""
     n_used = min(words.shape[0], 8 * -(-n_bytes // bits))  # whole groups, no padded copy
-    return values_to_bytes(words[:n_used].astype(np.uint32), bits, n_bytes)
+    return values_to_bytes(np.asarray(words[:n_used], dtype=np.uint32), bits, n_bytes)
 
 
 def embed_low_bits(floats: np.ndarray, payload: bytes, bits: int) -> np.ndarray:
@@ -222,9 +222,7 @@ def embed_low_bits(floats: np.ndarray, payload: bytes, bits: int) -> np.ndarray:
 
 def extract_low_bits(floats: np.ndarray, bits: int, n_bytes: int) -> bytes:
     """The first ``n_bytes`` of the stream held in the lowest ``bits`` bits of ``floats``."""
-    raw = np.ascontiguousarray(floats, dtype="<f4").view("<u4")
-    n_used = min(raw.shape[0], 8 * -(-n_bytes // bits))  # whole groups, no padded copy
-    return values_to_bytes(raw[:n_used], bits, n_bytes)
+    return extract_words(np.ascontiguousarray(floats, dtype="<f4").view("<u4"), bits, n_bytes)
 
 
 def randomize_low_bits(floats: np.ndarray, bits: int, *, seed: int | None = None) -> np.ndarray:

@@ -126,9 +126,12 @@ class CorrelationLoss(nn.Module):
 
     def forward(self, model: nn.Module) -> torch.Tensor:
         """The loss term for the current parameters."""
-        lam = self.controller.step(model) if self.controller is not None else self.lam
         r = self.correlation(model)
-        loss: torch.Tensor = -lam * (r if self.signed else r.abs())
+        trained = r if self.signed else r.abs()
+        lam = self.lam
+        if self.controller is not None:  # this step's r is the quality: not computed twice
+            lam = self.controller.step(model, quality=float(trained.detach()))
+        loss: torch.Tensor = -lam * trained
         return loss
 
 

@@ -153,8 +153,9 @@ def symbol_quality(
     Images: 1 - the mean symbol error relative to the symbol range; text: the share of
     symbols with every bit right.
     """
-    with torch.no_grad():
-        got = carriers.read_numpy(model)[: bits.size] > 0
+    with torch.no_grad():  # only the carriers that hold the secret
+        parts = [t.detach().reshape(-1)[:n] > 0 for t, n in carriers.prefix(model, bits.size)]
+        got = torch.cat(parts).cpu().numpy()
     wrong = (got != bits.astype(bool)).reshape(-1, bps)
     if not image:
         return float(1.0 - wrong.any(axis=1).mean())

@@ -128,11 +128,15 @@ class StrengthController:
     def __post_init__(self) -> None:
         self.lam = self.start
 
-    def step(self, model: nn.Module) -> float:
-        """Called once per training step; returns the strength to use for it."""
+    def step(self, model: nn.Module, *, quality: float | None = None) -> float:
+        """Called once per training step; returns the strength to use for it.
+
+        ``quality``: the quality now, where the caller has it already (else measured).
+        """
         self._steps += 1
         if self._steps % self.every == 0:
-            self.last_quality = q = float(self.quality(model))
+            q = float(self.quality(model)) if quality is None else float(quality)
+            self.last_quality = q
             share = self.every / max(self.steps_per_epoch, 1)  # of an epoch, per measurement
             if q < self.target:  # full speed when far below, slower on the approach
                 share *= min(1.0, (self.target - q) / self.band) if self.band > 0 else 1.0

@@ -56,12 +56,6 @@ class BackgroundWriter:
         self._raise()
         self._queue.put(data)
 
-    def drain(self) -> None:
-        """Waits until everything queued is written."""
-        self.close()
-        self._thread = threading.Thread(target=self._run, name="covertml-writer", daemon=True)
-        self._thread.start()
-
     def close(self) -> None:
         """Writes what is queued, stops the thread, raises its error if any."""
         if self._thread.is_alive():

@@ -20,7 +20,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,15 +95,16 @@ def write_safetensors_file(
     *,
     metadata: dict[str, str],
     chunk: int | None = None,
+    buffer: torch.Tensor | None = None,
 ) -> None:
-    """One safetensors file of ``infos`` (in that order), transformed, written atomically."""
+    """One safetensors file of ``infos`` (in that order), transformed, written atomically.
+
+    ``buffer``: the read buffer of :func:`read_buffer` (made here if not given).
+    """
     header, _ = stf.header_bytes(infos, metadata)
     keys = {id(info): key for key, info in ck.infos.items()}  # "shard:name" for duplicates
-    readable = [i for i in infos if i.skip is None]
-    buffer = None
-    if chunk is not None and readable:  # one read buffer for every chunk of this file
-        widest = max(torch.empty((), dtype=i.torch_dtype).element_size() for i in readable)
-        buffer = torch.empty(min(chunk, max(i.numel for i in readable)) * widest, dtype=torch.uint8)
+    if buffer is None:
+        buffer = read_buffer(infos, chunk)
     with atomic_write(target) as handle, BackgroundWriter(handle) as writer:
         writer.write(header)
         for info in infos:
@@ -119,6 +120,15 @@ def write_safetensors_file(
                 if buffer is not None and _inside(new, buffer):  # the next read reuses it
                     data = memoryview(bytes(data))
                 writer.write(data)
+
+
+def read_buffer(infos: Iterable[TensorInfo], chunk: int | None) -> torch.Tensor | None:
+    """One buffer that every chunk of ``infos`` is read into (``None`` without chunks)."""
+    readable = [i for i in infos if i.skip is None]
+    if chunk is None or not readable:
+        return None
+    widest = max(torch.empty((), dtype=i.torch_dtype).element_size() for i in readable)
+    return torch.empty(min(chunk, max(i.numel for i in readable)) * widest, dtype=torch.uint8)
 
 
 def _inside(tensor: torch.Tensor, buffer: torch.Tensor) -> bool:
@@ -189,12 +199,15 @@ def _write_sharded(
     changes = {k: v for k, v in metadata.items() if ck.metadata.get(k) != v}
     weight_map: dict[str, str] = {}
     names: list[str] = []
+    buffer = read_buffer(ck.infos.values(), chunk)  # one for every shard
     with _atomic_dir(target, overwrite=overwrite) as tmp:
         for shard in ck.files:
             name = _shard_name(Path(shard).name)
             infos = by_file.get(shard, [])
             meta = {**own_meta.get(Path(shard).name, metadata), **changes}
-            write_safetensors_file(ck, infos, tmp / name, transform, metadata=meta, chunk=chunk)
+            write_safetensors_file(
+                ck, infos, tmp / name, transform, metadata=meta, chunk=chunk, buffer=buffer
+            )
             weight_map.update({i.name: name for i in infos if id(i) in listed})
             names.append(name)
         index_meta = {
