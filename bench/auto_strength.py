@@ -97,7 +97,12 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--model", default="mlp")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only", default=None, help="comma-separated attacks to run")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="an option added to every attack run (e.g. layout=flat)")
     args = parser.parse_args()
+    extra = dict(kv.split("=", 1) for kv in args.set)
+    chosen = RUNS if args.only is None else [r for r in RUNS if r[0] in args.only.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         if args.dataset is None:
             if not args.data_dir:
@@ -113,8 +118,8 @@ def main() -> None:
             cfg = dataclasses.replace(recipe(args.dataset), seed=args.seed)
         honest = run(ds, cfg, args.model, None, {})
         rows, results = [], {"honest": honest}
-        for attack, opts, what in RUNS:
-            r = run(ds, cfg, args.model, attack, opts)
+        for attack, opts, what in chosen:
+            r = run(ds, cfg, args.model, attack, {**opts, **extra})
             results[f"{attack} {what}"] = r
             delta = 100 * (r["accuracy"] - honest["accuracy"])
             lam = r["lam_schedule"][-1] if r["lam_schedule"] else opts.get("lam")

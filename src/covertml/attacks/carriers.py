@@ -142,6 +142,11 @@ class CarrierMap:
             raise ValueError(f"the carriers hold {offset} values, fewer than {n}")
         return out
 
+    def select(self, model: nn.Module, counts: tuple[int, ...]) -> list[tuple[torch.Tensor, int]]:
+        """The carrier tensors with a nonzero ``counts[i]``, each with that count."""
+        tensors = self.tensors(model)
+        return [(t, k) for t, k in zip(tensors, counts, strict=True) if k > 0]
+
     def read_numpy(self, model: nn.Module) -> np.ndarray:
         """A float32 NumPy copy of all carriers, concatenated."""
         with torch.no_grad():

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -92,6 +93,12 @@ class StrengthController:
         steps_per_epoch: Assumed until the first epoch ends (then measured).
         band: Below the target by less than this, the growth slows in proportion
             (0: full speed up to the target).
+        horizon: Below the target, ``lam`` is held while the quality's trend over the
+            last epoch would reach the target within this many epochs (it rises by
+            itself at this strength; growing it would overshoot).
+        overshoot: Above the target, ``lam`` shrinks ``1 + overshoot * excess / band``
+            times as fast, so an overshoot -- the quality lags the strength -- does not
+            leave a strength far above what the target needs for the rest of the run.
         tolerance: Held-out accuracy drop (absolute) that halves and caps ``lam``; at
             least 2.5 standard errors of the held-out accuracy, so that sampling noise
             on a small slice does not trigger it.
@@ -115,6 +122,8 @@ class StrengthController:
     relax: float = 0.85
     steps_per_epoch: int = 100
     band: float = 0.1
+    overshoot: float = 5.0
+    horizon: float = 2.0
     tolerance: float = 0.01
     lam_min: float = 1e-3
     lam_max: float = 1e4
@@ -122,6 +131,7 @@ class StrengthController:
     last_quality: float = field(init=False, default=float("nan"))
     schedule: list[dict[str, Any]] = field(init=False, default_factory=list)
     _steps: int = field(init=False, default=0)
+    _recent: deque[tuple[int, float]] = field(init=False, default_factory=deque)
     _best: float = field(init=False, default=-1.0)
     _cap: float = field(init=False, default=math.inf)
 
@@ -138,11 +148,26 @@ class StrengthController:
             q = float(self.quality(model)) if quality is None else float(quality)
             self.last_quality = q
             share = self.every / max(self.steps_per_epoch, 1)  # of an epoch, per measurement
+            self._recent.append((self._steps, q))
+            while len(self._recent) > max(2, self.steps_per_epoch // self.every):
+                self._recent.popleft()  # about the last epoch of measurements
             if q < self.target:  # full speed when far below, slower on the approach
-                share *= min(1.0, (self.target - q) / self.band) if self.band > 0 else 1.0
+                gap = self.target - q
+                share *= min(1.0, gap / self.band) if self.band > 0 else 1.0
+                if gap <= self.horizon * self.trend():
+                    share = 0.0  # on course to the target at this strength: hold it
+            else:  # an overshoot (quality lags lam) is undone faster the larger it is
+                share *= 1.0 + self.overshoot * (q - self.target) / max(self.band, 1e-9)
             factor = (self.gain if q < self.target else self.relax) ** share
             self.lam = min(max(self.lam * factor, self.lam_min), self.lam_max, self._cap)
         return self.lam
+
+    def trend(self) -> float:
+        """The quality's rise per epoch over the recent measurements (0 if unknown)."""
+        if len(self._recent) < 2:
+            return 0.0
+        (s0, q0), (s1, q1) = self._recent[0], self._recent[-1]
+        return (q1 - q0) * max(self.steps_per_epoch, 1) / (s1 - s0)
 
     def __call__(self, epoch: int, model: nn.Module) -> dict[str, float]:
         """The epoch callback: the accuracy guard, and the epoch's schedule entry."""

@@ -1,0 +1,143 @@
+"""Where a white-box secret lies in the carrier stream: the layout recorded in the key.
+
+The carrier stream is every carrier tensor flattened row-major and concatenated, in the
+carrier map's order. A layout names two segments of it, the keyed pilot block and the
+secret, each starting at the beginning of a tensor or right after the other segment, so
+that what the loss term touches is a prefix of each tensor it uses.
+
+- ``flat`` (the paper's): the pilot, then the secret, from the first carrier on, over as
+  many tensors as it needs.
+- ``rows``: for an image secret whose item has as many values as the first carrier tensor
+  has columns -- a first dense layer whose rows are image-shaped -- one item per row of
+  that tensor and the pilot at the start of the next tensor. Nothing else is touched:
+  the later layers keep their whole capacity for the task, and a first layer's rows are
+  where an honest model already keeps image-like templates, so the same correlation
+  costs far less accuracy (docs/ATTACK_STRENGTH.md). Fewer items fit: one per row.
+- ``auto`` picks ``rows`` where it applies, else ``flat``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from covertml.attacks.carriers import CarrierMap
+from covertml.errors import ConfigError
+
+LayoutName = Literal["auto", "flat", "rows"]
+LAYOUTS = ("auto", "flat", "rows")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The pilot and secret segments of a carrier stream: ``(offset, length)`` each.
+
+    Example:
+        >>> cmap = CarrierMap(("a", "b"), ((4, 8), (3, 5)))
+        >>> lay = Layout("rows", pilot=(32, 6), secret=(0, 24))
+        >>> lay.counts(cmap)
+        (24, 6)
+        >>> lay.stream(np.arange(6), np.arange(100, 124))[:2].tolist()
+        [100, 101]
+    """
+
+    name: str
+    pilot: tuple[int, int]
+    secret: tuple[int, int]
+
+    def counts(self, cmap: CarrierMap) -> tuple[int, ...]:
+        """Values used at the start of each carrier tensor (0: tensor not used)."""
+        starts = np.cumsum([0] + [math.prod(s) for s in cmap.shapes])
+        counts = [0] * len(cmap.shapes)
+        for offset, length in (self.pilot, self.secret):
+            if length == 0:
+                continue
+            end = offset + length
+            for i in range(len(cmap.shapes)):
+                lo, hi = int(starts[i]), int(starts[i + 1])
+                if end <= lo or offset >= hi:
+                    continue
+                counts[i] = max(counts[i], min(end, hi) - lo)
+        if sum(counts) != self.pilot[1] + self.secret[1] or self.secret[0] + self.secret[1] > int(
+            starts[-1]
+        ):
+            raise ConfigError(
+                f"layout {self.name!r} does not fit the carriers of this model",
+                fix="use the key written for this model's architecture",
+            )
+        return tuple(counts)
+
+    def positions(self) -> tuple[np.ndarray, np.ndarray]:
+        """Where the pilot and the secret lie within the used stream (prefixes in order)."""
+        pilot = np.arange(self.pilot[1])
+        secret = np.arange(self.secret[1])
+        if self.pilot[0] <= self.secret[0]:
+            return pilot, secret + self.pilot[1]
+        return pilot + self.secret[1], secret
+
+    def stream(self, pilot_values: np.ndarray, secret_values: np.ndarray) -> np.ndarray:
+        """The training target over the used stream: pilot and secret in their places."""
+        out = np.zeros(self.pilot[1] + self.secret[1], dtype=np.float64)
+        at_pilot, at_secret = self.positions()
+        out[at_pilot] = pilot_values
+        out[at_secret] = secret_values
+        return out
+
+    def split(self, carriers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The pilot and secret carriers out of the whole carrier stream."""
+        (po, pn), (so, sn) = self.pilot, self.secret
+        return carriers[po : po + pn], carriers[so : so + sn]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (stored in the key's settings)."""
+        return {"name": self.name, "pilot": list(self.pilot), "secret": list(self.secret)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None, *, pilot: int, secret: int) -> Layout:
+        """Inverse of :meth:`to_dict`; a key written before layouts existed is ``flat``."""
+        if not isinstance(data, dict):
+            return cls("flat", (0, pilot), (pilot, secret))
+        return cls(str(data["name"]), tuple(data["pilot"]), tuple(data["secret"]))  # type: ignore[arg-type]
+
+
+def rows_apply(cmap: CarrierMap, item_size: int, pilot: int) -> bool:
+    """Whether the ``rows`` layout applies: image-shaped rows and room for the pilot after."""
+    first = cmap.shapes[0]
+    if len(first) != 2 or first[1] != item_size:
+        return False
+    rest = sum(math.prod(s) for s in cmap.shapes[1:])
+    return pilot == 0 or rest >= pilot
+
+
+def choose_layout(
+    cmap: CarrierMap, *, kind: str, item_size: int, pilot: int, layout: str = "auto"
+) -> tuple[str, int]:
+    """The layout to use and how many secret values it has room for.
+
+    Example:
+        >>> choose_layout(CarrierMap(("a", "b"), ((4, 8), (3, 5))), kind="image",
+        ...               item_size=8, pilot=6)
+        ('rows', 32)
+    """
+    if layout not in LAYOUTS:
+        raise ConfigError(f"unknown layout {layout!r}", fix=f"choose one of: {', '.join(LAYOUTS)}")
+    fits = kind == "image" and rows_apply(cmap, item_size, pilot)
+    if layout == "rows" and not fits:
+        raise ConfigError(
+            "layout 'rows' needs an image secret whose item has as many values as the first "
+            f"carrier tensor {cmap.names[0]!r} {cmap.shapes[0]} has columns",
+            fix="use layout=flat (or auto) for this model",
+        )
+    if layout == "rows" or (layout == "auto" and fits):
+        return "rows", math.prod(cmap.shapes[0])
+    return "flat", cmap.size - pilot
+
+
+def make_layout(name: str, cmap: CarrierMap, *, pilot: int, secret: int) -> Layout:
+    """The segments of layout ``name`` for ``pilot`` and ``secret`` values."""
+    if name == "rows":
+        return Layout("rows", (math.prod(cmap.shapes[0]), pilot), (0, secret))
+    return Layout("flat", (0, pilot), (pilot, secret))
