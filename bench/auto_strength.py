@@ -98,8 +98,13 @@ def main() -> None:
     parser.add_argument("--model", default="mlp")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", default=None, help="comma-separated attacks to run")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="an option added to every attack run (e.g. layout=flat)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an option added to every attack run (e.g. layout=flat)",
+    )
     args = parser.parse_args()
     extra = dict(kv.split("=", 1) for kv in args.set)
     chosen = RUNS if args.only is None else [r for r in RUNS if r[0] in args.only.split(",")]

@@ -147,13 +147,21 @@ def test_perfect_oracle_recovers_every_token(toy_text) -> None:
 def test_ratio_sets_m_and_errors_explain(digits) -> None:
     model = create_model_for(digits)
     n = len(digits.train)
-    plan = create_attack("capacity", ratio=0.5).plan(model, digits)
+    plan = create_attack("capacity", ratio=0.5, ecc=0).plan(model, digits)
     code = label_code(10)
     per_image = code.labels_for(64 * 4)
     assert plan.key.settings["m"] <= round(0.5 * n)
     assert plan.secret.count == code.bits_in(round(0.5 * n)) // (64 * 4)
     assert plan.key.settings["m"] == code.labels_for(plan.secret.count * 64 * 4)
     assert per_image > 0
+    # with the default Reed-Solomon code: 16 bits in 5 labels, 16 parity bytes per 255
+    coded = create_attack("capacity", ratio=0.5).plan(model, digits)
+    coded_bytes = round(0.5 * n) // 5 * 2
+    data = 239 * (coded_bytes // 255) + max(0, coded_bytes % 255 - 16)
+    assert coded.secret.count == data * 8 // (64 * 4)
+    secret_bytes = coded.secret.count * 64 * 4 // 8
+    blocks = -(-secret_bytes // 239)
+    assert coded.key.settings["m"] == (secret_bytes + 16 * blocks) // 2 * 5
     with pytest.raises(ConfigError, match="too few"):
         create_attack("capacity", ratio=0.001).plan(model, digits)
     with pytest.raises(ConfigError, match="between 1 and"):

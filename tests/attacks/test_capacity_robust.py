@@ -20,20 +20,29 @@ def digits():
     return create_dataset("digits")
 
 
-@pytest.mark.parametrize("share", [0.002, 0.01, 0.05])
-def test_wrong_answers_spoil_only_the_groups_they_fall_in(digits, share) -> None:
-    plan = create_attack("capacity").plan(create_model_for(digits), digits, n_secrets=6)
-    truth = plan.extra_data.y
-    code = plan.key.settings["code"]
-    classes, group_bits, digits_per_group = code["classes"], code["bits"], code["digits"]
-    rng = np.random.default_rng(int(share * 1000))
+def flip(truth: np.ndarray, share: float, classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Oracle answers with a known share of wrong labels, and which ones."""
+    rng = np.random.default_rng(seed)
     flipped = np.sort(rng.choice(truth.size, size=max(1, int(share * truth.size)), replace=False))
     answers = truth.copy()
     answers[flipped] = (answers[flipped] + rng.integers(1, classes, flipped.size)) % classes
+    return answers, flipped
+
+
+def decoded_buckets(plan, answers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     replies = iter([answers])
     oracle = FunctionOracle(lambda x: next(replies), batch_size=10**6)
     got = quantize(decode_capacity(oracle, plan.key).values, 4)
-    want = quantize(plan.secret.values, 4)
+    return got, quantize(plan.secret.values, 4)
+
+
+@pytest.mark.parametrize("share", [0.002, 0.01, 0.05])
+def test_without_ecc_wrong_answers_spoil_only_their_groups(digits, share) -> None:
+    plan = create_attack("capacity", ecc=0).plan(create_model_for(digits), digits, n_secrets=6)
+    code = plan.key.settings["code"]
+    classes, group_bits, digits_per_group = code["classes"], code["bits"], code["digits"]
+    answers, flipped = flip(plan.extra_data.y, share, classes, int(share * 1000))
+    got, want = decoded_buckets(plan, answers)
     wrong = set(np.flatnonzero(got != want).tolist())
     # the code's guarantee, computed here: a wrong label touches the symbols of its group
     spoilable: set[int] = set()
@@ -44,6 +53,33 @@ def test_wrong_answers_spoil_only_the_groups_they_fall_in(digits, share) -> None
     groups = len(set((flipped // digits_per_group).tolist()))
     assert len(wrong) <= groups * (-(-group_bits // 4) + 1)
     assert len(wrong) > 0  # the flips did reach the secret
+
+
+@pytest.mark.parametrize("share", [0.002, 0.006, 0.02, 0.05])
+def test_reed_solomon_corrects_what_its_guarantee_says(digits, share) -> None:
+    """16 parity bytes per 255 correct 8 wrong bytes; a wrong label garbles 2 bytes."""
+    plan = create_attack("capacity").plan(create_model_for(digits), digits, n_secrets=20)
+    code = plan.key.settings["code"]
+    assert (code["bits"], code["digits"]) == (16, 5)
+    answers, flipped = flip(plan.extra_data.y, share, code["classes"], int(share * 1000))
+    got, want = decoded_buckets(plan, answers)
+    data_bytes = want.size // 2  # two 4-bit symbols per byte
+    coded_bytes = plan.extra_data.y.size // 5 * 2
+    garbled = np.unique(np.concatenate([2 * (flipped // 5), 2 * (flipped // 5) + 1]))
+    may_fail: set[int] = set()  # secret symbols that an uncorrectable codeword may spoil
+    for j in range(-(-coded_bytes // 255)):
+        hits = garbled[(garbled >= 255 * j) & (garbled < 255 * (j + 1))] - 255 * j
+        if hits.size <= 8:
+            continue  # within the code's power: every symbol of this codeword is exact
+        data_len = min(239, data_bytes - 239 * j)
+        for p in hits[hits < data_len]:
+            may_fail |= {2 * (239 * j + int(p)), 2 * (239 * j + int(p)) + 1}
+    wrong = set(np.flatnonzero(got != want).tolist())
+    assert wrong <= may_fail
+    if share <= 0.002:
+        assert not wrong and flipped.size >= 3
+    if share >= 0.05:
+        assert wrong  # past the code's power, errors do show
 
 
 def test_training_goes_on_until_the_synthetic_labels_are_learned() -> None:

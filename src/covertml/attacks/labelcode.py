@@ -40,7 +40,7 @@ class LabelCode:
     @property
     def bits_per_label(self) -> float:
         """Secret bits carried by one label."""
-        return self.bits / self.digits
+        return self.bits / self.digits if self.bits else 0.0
 
     def labels_for(self, n_bits: int) -> int:
         """Labels (= synthetic inputs = queries) needed for ``n_bits`` secret bits."""
@@ -59,11 +59,17 @@ DEFAULT_CHUNK_BITS = 16
 
 
 @lru_cache(maxsize=64)
-def label_code(classes: int, max_bits: int = DEFAULT_CHUNK_BITS) -> LabelCode:
+def label_code(classes: int, max_bits: int = DEFAULT_CHUNK_BITS, align: int = 1) -> LabelCode:
     """The chunk code with the most bits per label for a ``classes``-way model.
 
-    Chunks hold at most ``max_bits`` (1-63) bits; among equally dense codes the shortest
-    chunk wins.
+    Chunks hold at most ``max_bits`` (1-63) bits, a multiple of ``align`` (8: whole
+    bytes, so that a wrong label garbles whole bytes of an error-correcting code and no
+    more); among equally dense codes the shortest chunk wins.
+
+    Example:
+        >>> c = label_code(10, 16, align=8)
+        >>> (c.bits, c.digits)
+        (16, 5)
     """
     if not 1 <= max_bits <= 63:
         raise ConfigError(f"chunk_bits must be 1-63, got {max_bits}", fix="e.g. 16")
@@ -72,11 +78,13 @@ def label_code(classes: int, max_bits: int = DEFAULT_CHUNK_BITS) -> LabelCode:
             f"a model with {classes} class(es) cannot carry information in its labels",
             fix="capacity abuse needs a classifier with at least 2 classes",
         )
-    best = LabelCode(classes, 1, 1)
+    if align < 1 or align > max_bits:
+        raise ConfigError(f"cannot align chunks of {max_bits} bits to {align}", fix="e.g. 8")
+    best = LabelCode(classes, 0, 1)
     d = 1
     while classes**d < 1 << 64:
-        b = min(max_bits, (classes**d).bit_length() - 1)
-        if b / d > best.bits_per_label + 1e-12:
+        b = min(max_bits, (classes**d).bit_length() - 1) // align * align
+        if b and b / d > best.bits_per_label + 1e-12:
             best = LabelCode(classes, b, d)
         d += 1
     return best

@@ -40,7 +40,7 @@ class Layout:
         >>> lay = Layout("rows", pilot=(32, 6), secret=(0, 24))
         >>> lay.counts(cmap)
         (24, 6)
-        >>> lay.stream(np.arange(6), np.arange(100, 124))[:2].tolist()
+        >>> lay.stream(np.arange(6), np.arange(100, 124))[:2].astype(int).tolist()
         [100, 101]
     """
 
@@ -100,7 +100,12 @@ class Layout:
         """Inverse of :meth:`to_dict`; a key written before layouts existed is ``flat``."""
         if not isinstance(data, dict):
             return cls("flat", (0, pilot), (pilot, secret))
-        return cls(str(data["name"]), tuple(data["pilot"]), tuple(data["secret"]))  # type: ignore[arg-type]
+        pilot_seg, secret_seg = data["pilot"], data["secret"]
+        return cls(
+            str(data["name"]),
+            (int(pilot_seg[0]), int(pilot_seg[1])),
+            (int(secret_seg[0]), int(secret_seg[1])),
+        )
 
 
 def rows_apply(cmap: CarrierMap, item_size: int, pilot: int) -> bool:
