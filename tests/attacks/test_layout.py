@@ -22,7 +22,9 @@ def test_rows_layout_puts_one_image_in_each_first_layer_row(digits) -> None:
     first = dict(model.named_parameters())[plan.key.carriers.names[0]]
     rows, cols = first.shape
     assert cols == 64 and plan.key.settings["layout"]["name"] == "rows"
-    assert plan.secret.count == rows  # one item per row, nothing beyond the first layer
+    assert plan.secret.count == rows // 2  # by default half the rows; the rest for the task
+    full = create_attack("correlation", lam=5.0, share=1.0).plan(fresh(digits, "mlp"), digits)
+    assert full.secret.count == rows  # one item per row, nothing beyond the first layer
 
     # the term's gradient touches the first layer and the pilot only
     (term,) = plan.loss_terms
@@ -30,15 +32,16 @@ def test_rows_layout_puts_one_image_in_each_first_layer_row(digits) -> None:
     term(model).backward()
     grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
     names = plan.key.carriers.names
-    assert grads[names[0]].abs().min() > 0
+    used = plan.secret.count
+    assert grads[names[0]][:used].abs().min() > 0 and grads[names[0]][used:].abs().max() == 0
     second = grads[names[1]].reshape(-1)
     assert second[:256].abs().min() > 0 and second[256:].abs().max() == 0
     assert all(n not in grads or grads[n].abs().max() == 0 for n in names[2:])
 
     plan.trainer(TrainConfig(epochs=8, lr=2e-3, batch_size=32)).fit(model, digits.train)
     w = first.detach().numpy().astype(np.float64)
-    images = plan.secret.images().reshape(rows, -1).astype(np.float64)
-    r = np.array([np.corrcoef(w[i], images[i])[0, 1] for i in range(rows)])
+    images = plan.secret.images().reshape(plan.secret.count, -1).astype(np.float64)
+    r = np.array([np.corrcoef(w[i], images[i])[0, 1] for i in range(len(images))])
     assert np.median(np.abs(r)) > 0.7  # row i is image i, up to an affine map
     recovered = decode_secret(model, plan.key).images().astype(float)
     assert np.mean(np.abs(recovered - plan.secret.images())) < 40
@@ -59,7 +62,15 @@ def test_rows_layout_is_refused_where_rows_are_not_image_shaped(digits) -> None:
     model = fresh(digits, "resnet20")
     with pytest.raises(ConfigError, match="layout 'rows' needs"):
         create_attack("correlation", lam=1.0, layout="rows").plan(model, digits)
-    plan = create_attack("correlation", lam=1.0).plan(model, digits)  # auto: flat here
-    assert plan.key.settings["layout"]["name"] == "flat"
+    plan = create_attack("correlation", lam=1.0).plan(model, digits)  # auto: tail here
+    lay = plan.key.settings["layout"]
+    assert lay["name"] == "tail"
+    sizes = [int(np.prod(s)) for s in plan.key.carriers.shapes]
+    starts = np.cumsum([0, *sizes])
+    n = plan.secret.values.size
+    i = int(np.searchsorted(starts, lay["secret"][0]))
+    assert starts[i] == lay["secret"][0] and starts[-1] - starts[i] >= n  # starts a tensor
+    assert starts[-1] - starts[i + 1] < n  # and no later tensor start would hold it
+    assert lay["pilot"] == [int(starts[i - 1]), 256]
     with pytest.raises(ConfigError, match="unknown layout"):
         create_attack("correlation", layout="diagonal")

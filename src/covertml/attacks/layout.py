@@ -13,7 +13,12 @@ that what the loss term touches is a prefix of each tensor it uses.
   the later layers keep their whole capacity for the task, and a first layer's rows are
   where an honest model already keeps image-like templates, so the same correlation
   costs far less accuracy (docs/ATTACK_STRENGTH.md). Fewer items fit: one per row.
-- ``auto`` picks ``rows`` where it applies, else ``flat``.
+- ``tail``: the secret in the last tensors (from the start of the latest tensor from
+  which on it fits, the classifier last), the pilot at the start of the tensor before.
+  The last, widest layers of a deep network are its most redundant (they are the ones
+  pruning removes first), while its first convolutions are few and every later layer
+  depends on them.
+- ``auto`` picks ``rows`` where it applies, else ``tail``.
 """
 
 from __future__ import annotations
@@ -27,8 +32,8 @@ import numpy as np
 from covertml.attacks.carriers import CarrierMap
 from covertml.errors import ConfigError
 
-LayoutName = Literal["auto", "flat", "rows"]
-LAYOUTS = ("auto", "flat", "rows")
+LayoutName = Literal["auto", "flat", "rows", "tail"]
+LAYOUTS = ("auto", "flat", "rows", "tail")
 
 
 @dataclass(frozen=True)
@@ -138,11 +143,23 @@ def choose_layout(
         )
     if layout == "rows" or (layout == "auto" and fits):
         return "rows", math.prod(cmap.shapes[0])
-    return "flat", cmap.size - pilot
+    return ("flat" if layout == "flat" else "tail"), cmap.size - pilot
 
 
 def make_layout(name: str, cmap: CarrierMap, *, pilot: int, secret: int) -> Layout:
-    """The segments of layout ``name`` for ``pilot`` and ``secret`` values."""
+    """The segments of layout ``name`` for ``pilot`` and ``secret`` values.
+
+    Example:
+        >>> cmap = CarrierMap(("a", "b", "c"), ((4, 8), (6, 8), (2, 8)))
+        >>> make_layout("tail", cmap, pilot=16, secret=40).to_dict()
+        {'name': 'tail', 'pilot': [0, 16], 'secret': [32, 40]}
+    """
     if name == "rows":
         return Layout("rows", (math.prod(cmap.shapes[0]), pilot), (0, secret))
+    if name == "tail":
+        sizes = [math.prod(s) for s in cmap.shapes]
+        starts = np.cumsum([0] + sizes)
+        for i in range(len(sizes) - 1, 0, -1):  # the latest tensor the secret can start at
+            if int(starts[-1] - starts[i]) >= secret and sizes[i - 1] >= pilot:
+                return Layout("tail", (int(starts[i - 1]), pilot), (int(starts[i]), secret))
     return Layout("flat", (0, pilot), (pilot, secret))
