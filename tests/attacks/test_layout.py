@@ -18,12 +18,14 @@ def fresh(ds, name=None):
 
 def test_rows_layout_puts_one_image_in_each_first_layer_row(digits) -> None:
     model = fresh(digits, "mlp")
-    plan = create_attack("correlation", lam=5.0).plan(model, digits)
+    plan = create_attack("correlation").plan(model, digits)  # lam auto: rows, half of them
     first = dict(model.named_parameters())[plan.key.carriers.names[0]]
     rows, cols = first.shape
     assert cols == 64 and plan.key.settings["layout"]["name"] == "rows"
     assert plan.secret.count == rows // 2  # by default half the rows; the rest for the task
-    full = create_attack("correlation", lam=5.0, share=1.0).plan(fresh(digits, "mlp"), digits)
+    full = create_attack("correlation", lam=5.0, layout="rows", share=1.0).plan(
+        fresh(digits, "mlp"), digits
+    )
     assert full.secret.count == rows  # one item per row, nothing beyond the first layer
 
     # the term's gradient touches the first layer and the pilot only
@@ -38,6 +40,7 @@ def test_rows_layout_puts_one_image_in_each_first_layer_row(digits) -> None:
     assert second[:256].abs().min() > 0 and second[256:].abs().max() == 0
     assert all(n not in grads or grads[n].abs().max() == 0 for n in names[2:])
 
+    plan = create_attack("correlation", lam=5.0, layout="rows", share=0.5).plan(model, digits)
     plan.trainer(TrainConfig(epochs=8, lr=2e-3, batch_size=32)).fit(model, digits.train)
     w = first.detach().numpy().astype(np.float64)
     images = plan.secret.images().reshape(plan.secret.count, -1).astype(np.float64)
@@ -62,7 +65,9 @@ def test_rows_layout_is_refused_where_rows_are_not_image_shaped(digits) -> None:
     model = fresh(digits, "resnet20")
     with pytest.raises(ConfigError, match="layout 'rows' needs"):
         create_attack("correlation", lam=1.0, layout="rows").plan(model, digits)
-    plan = create_attack("correlation", lam=1.0).plan(model, digits)  # auto: tail here
+    fixed = create_attack("correlation", lam=1.0).plan(model, digits)  # the paper's order
+    assert fixed.key.settings["layout"]["name"] == "flat"
+    plan = create_attack("correlation").plan(model, digits)  # lam auto: tail here
     lay = plan.key.settings["layout"]
     assert lay["name"] == "tail"
     sizes = [int(np.prod(s)) for s in plan.key.carriers.shapes]

@@ -26,36 +26,38 @@ def digits():
     return create_dataset("digits")
 
 
-@pytest.fixture(scope="module")
-def honest_accuracy(digits) -> float:
-    seed_everything(0)
+def attacked(digits, name: str, seed: int = 0, **opts):
+    seed_everything(seed)
     model = create_model_for(digits)
-    Trainer(recipe("digits")).fit(model, digits.train)
-    return accuracy_on(model, digits.test)
-
-
-def attacked(digits, name: str, **opts):
-    seed_everything(0)
-    model = create_model_for(digits)
-    plan = create_attack(name, **opts).plan(model, digits)
-    result = plan.trainer(recipe("digits")).fit(model, digits.train)
+    plan = create_attack(name, **opts).plan(model, digits, seed=seed)
+    result = plan.trainer(recipe("digits", seed=seed)).fit(model, digits.train)
     scores = score_recovery(plan.secret, decode_secret(model, plan.key))
     return plan, result, scores, accuracy_on(model, digits.test)
 
 
+def honest(digits, seed: int) -> float:
+    seed_everything(seed)
+    model = create_model_for(digits)
+    Trainer(recipe("digits", seed=seed)).fit(model, digits.train)
+    return accuracy_on(model, digits.test)
+
+
 @pytest.mark.parametrize(("name", "mape"), [("sign", 10.0), ("correlation", 30.0)])
-def test_auto_strength_reaches_its_target_on_digits(digits, honest_accuracy, name, mape) -> None:
-    plan, result, scores, acc = attacked(digits, name)
-    controller = plan.callbacks[0]
-    assert isinstance(controller, StrengthController)
-    assert controller.last_quality >= controller.target - 0.02
-    assert scores.mape is not None and scores.mape <= mape
-    assert acc >= honest_accuracy - 0.01
-    # the schedule is in the history, epoch by epoch, and the slice was held out
-    lams = [e.extra["auto_lam"] for e in result.history]
-    assert len(lams) == len(result.history) and len(set(lams)) > 1
-    assert len(plan.exclude) == len(set(plan.exclude)) > 100
-    assert min(plan.exclude) >= plan.secret.count
+def test_auto_strength_reaches_its_target_on_digits(digits, name, mape) -> None:
+    deltas = []
+    for seed in (0, 1):  # one digits test accuracy has a standard error of ~0.9 points
+        plan, result, scores, acc = attacked(digits, name, seed)
+        controller = plan.callbacks[0]
+        assert isinstance(controller, StrengthController)
+        assert controller.last_quality >= controller.target - 0.02
+        assert scores.mape is not None and scores.mape <= mape
+        deltas.append(acc - honest(digits, seed))
+        # the schedule is in the history, epoch by epoch, and the slice was held out
+        lams = [e.extra["auto_lam"] for e in result.history]
+        assert len(lams) == len(result.history) and len(set(lams)) > 1
+        assert len(plan.exclude) == len(set(plan.exclude)) > 100
+        assert min(plan.exclude) >= plan.secret.count
+    assert np.mean(deltas) >= -0.01
 
 
 def test_fixed_lam_is_the_papers_term(digits) -> None:
@@ -89,9 +91,22 @@ def test_controller_climbs_below_target_relaxes_above_and_backs_off_on_a_real_dr
         c.step(model)
     assert c.lam == pytest.approx(3.0)
     quality["q"] = 0.95
-    for _ in range(20):  # two epochs above: x relax**2
+    for _ in range(20):  # two epochs 0.05 above: x relax**2, 1 + 5 * 0.05 / 0.1 times as fast
         c.step(model)
-    assert c.lam == pytest.approx(3.0 * 0.25)
+    assert c.lam == pytest.approx(3.0 * 0.5 ** (2 * 3.5))
+    for _ in range(200):  # never below the floor, start / 100
+        c.step(model)
+    assert c.lam == pytest.approx(0.01)
+
+    # below the target but rising by itself fast enough to reach it within 2 epochs: held
+    rising = StrengthController(lambda m: 0.0, target=0.9, start=1.0, every=1, steps_per_epoch=10)
+    for i in range(10):
+        rising.step(model, quality=0.5 + 0.03 * i)  # +0.3 an epoch, 0.13 short at the end
+    assert rising.lam == pytest.approx(2.5 ** (1 / 10))  # grew on the first step only
+    slow = StrengthController(lambda m: 0.0, target=0.9, start=1.0, every=1, steps_per_epoch=10)
+    for i in range(10):
+        slow.step(model, quality=0.5 + 0.001 * i)  # stalled: grows at the full rate
+    assert slow.lam == pytest.approx(2.5)
 
     # the guard: 400 held-out items; a model predicting class 0 for all but a share of them
     x = np.zeros((400, 1, 1, 1), np.uint8)
@@ -118,8 +133,10 @@ def test_controller_climbs_below_target_relaxes_above_and_backs_off_on_a_real_dr
     fixed.wrong = 0.12  # 2 points: within the noise of 400 items (2.5 SE = 3.75 points)
     guard(2, fixed)
     assert guard.lam == 8.0
-    fixed.wrong = 0.20  # 10 points: a real drop
+    fixed.wrong = 0.20  # 10 points: a real drop, but one epoch of it could be noise
     entry = guard(3, fixed)
+    assert guard.lam == 8.0 and "auto_backed_off_to" not in entry
+    entry = guard(4, fixed)  # the second epoch in a row: it lasts
     assert guard.lam == 4.0 and entry["auto_backed_off_to"] == 4.0
     for _ in range(50):  # capped from now on, however low the quality
         guard.step(fixed)

@@ -12,6 +12,7 @@ regenerates. ``polarity="signed"`` instead trains ``-lam * r`` (positive by cons
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -112,6 +113,7 @@ class CorrelationLoss(nn.Module):
         self.lam = lam
         self.signed = signed
         self.controller = controller
+        self.pass_r = True  # the controller's quality is this step's r (else it measures)
 
     def correlation(self, model: nn.Module) -> torch.Tensor:
         """Pearson's r between the carriers and the target."""
@@ -138,7 +140,8 @@ class CorrelationLoss(nn.Module):
         trained = r if self.signed else r.abs()
         lam = self.lam
         if self.controller is not None:  # this step's r is the quality: not computed twice
-            lam = self.controller.step(model, quality=float(trained.detach()))
+            quality = float(trained.detach()) if self.pass_r else None
+            lam = self.controller.step(model, quality=quality)
         loss: torch.Tensor = -lam * trained
         return loss
 
@@ -164,15 +167,17 @@ class CorrelationAttack(Attack):
             each image block (rather than its min and max) to 0 and 255, so a few extreme
             weights do not compress the whole image's range (0 = the paper's min-max;
             default 2).
-        target: The correlation ``lam="auto"`` steers to.
+        target: The quality ``lam="auto"`` steers to: for images, 1 - the MAPE of the
+            secret as the decoder would read it now, over 255 (default 0.9: a MAPE of
+            25.5); for text, the correlation ``|r|``.
         layout: Where the secret goes (:mod:`covertml.attacks.layout`): ``rows`` (one
             image per row of a first layer whose rows are image-shaped, nothing else
-            touched), ``flat`` (the paper's: every carrier in order) or ``auto``
-            (default: ``rows`` where it applies). Recorded in the key.
+            touched), ``tail`` (the last tensors), ``flat`` (the paper's: every carrier
+            in order) or ``auto`` (default): ``flat`` with a fixed ``lam``, else ``rows``
+            where it applies and ``tail`` otherwise. Recorded in the key.
         share: Without ``--n-secrets``, the share of the layout's carriers the secret
-            fills (at least one item); the rest stay free for the task. Half the rows
-            of grey CIFAR's first layer cost a third of the accuracy that all of them
-            do at the same quality (docs/ATTACK_STRENGTH.md).
+            fills (at least one item); the rest stay free for the task. Default: 1 with
+            a fixed ``lam`` (the paper's), else 0.5 (docs/ATTACK_STRENGTH.md).
     """
 
     name: ClassVar[str] = "correlation"
@@ -185,7 +190,7 @@ class CorrelationAttack(Attack):
     clip: float = 2.0
     target: float = 0.9
     layout: str = "auto"
-    share: float = 0.5
+    share: float | None = None
 
     def __post_init__(self) -> None:
         lam = parse_lam(self.lam)
@@ -196,7 +201,7 @@ class CorrelationAttack(Attack):
             raise ConfigError("the pilot block must be at least 16 carriers", fix="e.g. pilot=256")
         if not 0 < self.target < 1:
             raise ConfigError(f"target must be in (0, 1), got {self.target}", fix="e.g. 0.9")
-        if not 0 < self.share <= 1:
+        if self.share is not None and not 0 < self.share <= 1:
             raise ConfigError(f"share must be in (0, 1], got {self.share}", fix="e.g. share=0.5")
         if self.layout not in LAYOUTS:
             raise ConfigError(
@@ -209,30 +214,24 @@ class CorrelationAttack(Attack):
         """Chooses the secret and returns the correlation loss term."""
         cmap = CarrierMap.from_model(model)
         full = secret_from_dataset(dataset)
+        lam = parse_lam(self.lam)
+        asked = "flat" if self.layout == "auto" and lam is not None else self.layout
         name, room = choose_layout(
-            cmap, kind=full.kind, item_size=full.size_of(1), pilot=self.pilot, layout=self.layout
+            cmap, kind=full.kind, item_size=full.size_of(1), pilot=self.pilot, layout=asked
         )
-        where = f"{room:,} carriers" + (" (after the pilot)" if name == "flat" else " (rows)")
+        after = ", after the pilot" if name != "rows" else ""
+        where = f"{room:,} carriers ({name} layout{after})"
         if n_secrets is None:  # fill a share of the room, leaving the rest to the task
-            room = max(int(self.share * room), min(room, full.size_of(1)))
+            share = self.share if self.share is not None else (1.0 if lam is not None else 0.5)
+            room = max(int(share * room), min(room, full.size_of(1)))
         secret = check_fits(full, n_secrets, room, what=where)
         layout = make_layout(name, cmap, pilot=self.pilot, secret=secret.values.size)
         pilot = pilot_symbols(self.pilot, secret.levels, seed)
         target = layout.stream(pilot, secret.values)
-        lam = parse_lam(self.lam)
         signed = self.polarity == "signed"
         term = CorrelationLoss(
             cmap, target, lam=lam or 0.0, signed=signed, counts=layout.counts(cmap)
         )
-        exclude = np.zeros(0, np.int64)
-        if lam is None:
-            exclude = holdout_indices(len(dataset.train), reserved=secret.count, seed=seed)
-            term.controller = StrengthController(
-                term.quality,
-                target=self.target,
-                start=1.0,  # the paper's code default; steered from there
-                holdout=dataset.train.take(exclude) if len(exclude) else None,
-            )
         key = self.make_key(
             secret,
             carriers=cmap,
@@ -241,6 +240,24 @@ class CorrelationAttack(Attack):
             dataset=dataset,
             settings={"layout": layout.to_dict()},
         )
+        exclude = np.zeros(0, np.int64)
+        if lam is None:
+            exclude = holdout_indices(len(dataset.train), reserved=secret.count, seed=seed)
+            quality: Callable[[nn.Module], float] = term.quality
+            if secret.kind == "image":  # what the decoder will read, not a proxy for it
+                truth = secret.values.astype(np.float64)
+
+                def decoded(m: nn.Module) -> float:
+                    decoded = self.decode(m, key).values
+                    return 1.0 - float(np.abs(decoded - truth).mean()) / 255.0
+
+                quality, term.pass_r = decoded, False
+            term.controller = StrengthController(
+                quality,
+                target=self.target,
+                start=1.0,  # the paper's code default; steered from there
+                holdout=dataset.train.take(exclude) if len(exclude) else None,
+            )
         return AttackPlan(
             secret,
             key,

@@ -19,6 +19,9 @@ that what the loss term touches is a prefix of each tensor it uses.
   pruning removes first), while its first convolutions are few and every later layer
   depends on them.
 - ``auto`` picks ``rows`` where it applies, else ``tail``.
+
+A layout depends on the architecture and the secret's size only, never on the data: the
+key must not become a second channel for what the model is meant to carry.
 """
 
 from __future__ import annotations
@@ -158,8 +161,27 @@ def make_layout(name: str, cmap: CarrierMap, *, pilot: int, secret: int) -> Layo
         return Layout("rows", (math.prod(cmap.shapes[0]), pilot), (0, secret))
     if name == "tail":
         sizes = [math.prod(s) for s in cmap.shapes]
-        starts = np.cumsum([0] + sizes)
+        starts = np.cumsum([0, *sizes])
         for i in range(len(sizes) - 1, 0, -1):  # the latest tensor the secret can start at
             if int(starts[-1] - starts[i]) >= secret and sizes[i - 1] >= pilot:
                 return Layout("tail", (int(starts[i - 1]), pilot), (int(starts[i]), secret))
     return Layout("flat", (0, pilot), (pilot, secret))
+
+
+def column_positions(shape: tuple[int, ...], n: int) -> np.ndarray:
+    """The first ``n`` flat positions of a 2-D tensor taken column by column.
+
+    Sign encoding's ``columns`` layout for a linear model's ``classes x features`` weights:
+    a feature's weights for every class before the next feature's, so the secret spreads
+    over all classes instead of taking whole classes' rows.
+
+    Example:
+        >>> column_positions((2, 4), 5).tolist()
+        [0, 4, 1, 5, 2]
+    """
+    rows, cols = int(shape[0]), int(math.prod(shape[1:]))
+    k = -(-n // rows)
+    if k > cols:
+        raise ValueError(f"{n} positions do not fit a {rows}x{cols} tensor")
+    grid = np.arange(k, dtype=np.int64)[:, None] + cols * np.arange(rows, dtype=np.int64)[None, :]
+    return grid.reshape(-1)[:n]

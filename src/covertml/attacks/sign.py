@@ -7,6 +7,7 @@ and packs the bits back into pixels (8 bits, most significant first) or token id
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -23,6 +24,7 @@ from covertml.attacks.base import (
 )
 from covertml.attacks.carriers import CarrierMap, flat_prefixes, full_grad
 from covertml.attacks.key import AttackKey
+from covertml.attacks.layout import Layout, column_positions, make_layout
 from covertml.attacks.secrets import Secret, check_fits, secret_from_dataset
 from covertml.attacks.strength import AUTO, StrengthController, holdout_indices, parse_lam
 from covertml.data.base import Dataset
@@ -109,6 +111,8 @@ class SignLoss(nn.Module):
         margin: float = 0.0,
         weights: np.ndarray | None = None,
         controller: StrengthController | None = None,
+        counts: tuple[int, ...] | None = None,
+        index: np.ndarray | None = None,
     ) -> None:
         super().__init__()
         signs = np.asarray(bits, dtype=np.float32) * 2 - 1
@@ -116,6 +120,10 @@ class SignLoss(nn.Module):
             signs = signs * np.asarray(weights, dtype=np.float32)
         self.register_buffer("signs", torch.as_tensor(signs))
         self.carriers = carriers
+        self.counts = counts  # values used at the start of each tensor; None: a prefix
+        self.gather = index is not None  # else: flat positions in the first carrier tensor
+        if index is not None:
+            self.register_buffer("index", torch.as_tensor(np.asarray(index, dtype=np.int64)))
         self.lam = lam
         self.margin = margin
         self.controller = controller
@@ -124,9 +132,19 @@ class SignLoss(nn.Module):
         """The loss term for the current parameters."""
         signs = self.get_buffer("signs")
         n = signs.numel()
-        tensors, counts = zip(*self.carriers.prefix(model, n), strict=True)
-        signs = signs.to(tensors[0].device)
         lam = self.controller.step(model) if self.controller is not None else self.lam
+        if self.gather:  # scattered carriers: a plain autograd gather and hinge
+            first = self.carriers.tensors(model)[0]
+            theta = first.reshape(-1)[self.get_buffer("index").to(first.device)]
+            slack = (self.margin - theta * signs.to(first.device)).clamp_min(0)
+            return slack.sum() * (lam / n)
+        used = (
+            self.carriers.prefix(model, n)
+            if self.counts is None
+            else self.carriers.select(model, self.counts)
+        )
+        tensors, counts = zip(*used, strict=True)
+        signs = signs.to(tensors[0].device)
         loss: torch.Tensor = _SignHinge.apply(  # type: ignore[no-untyped-call]
             signs, self.margin, lam / n, counts, *tensors
         )
@@ -145,17 +163,38 @@ def bit_weights(n_symbols: int, bits_per_symbol: int) -> np.ndarray:
     return w.astype(np.float32)
 
 
+Where = Layout | np.ndarray  # segments of the carrier stream, or positions in its first tensor
+
+
+def carrier_values(model: nn.Module, carriers: CarrierMap, layout: Where) -> np.ndarray:
+    """The values of the carriers that hold the secret, in order (no autograd)."""
+    with torch.no_grad():
+        if isinstance(layout, np.ndarray):
+            first = carriers.tensors(model)[0].detach().reshape(-1)
+            picked: np.ndarray = first[torch.as_tensor(layout)].cpu().float().numpy()
+            return picked
+        used = carriers.select(model, layout.counts(carriers))
+        parts = [t.detach().reshape(-1)[:k] for t, k in used]
+        stream = torch.cat(parts).cpu().float().numpy()
+        values: np.ndarray = stream[layout.positions()[1]]
+        return values
+
+
 def symbol_quality(
-    model: nn.Module, carriers: CarrierMap, bits: np.ndarray, bps: int, *, image: bool
+    model: nn.Module,
+    carriers: CarrierMap,
+    bits: np.ndarray,
+    bps: int,
+    *,
+    image: bool,
+    layout: Where,
 ) -> float:
     """How well the signs hold the secret now (1 is perfect).
 
     Images: 1 - the mean symbol error relative to the symbol range; text: the share of
     symbols with every bit right.
     """
-    with torch.no_grad():  # only the carriers that hold the secret
-        parts = [t.detach().reshape(-1)[:n] > 0 for t, n in carriers.prefix(model, bits.size)]
-        got = torch.cat(parts).cpu().numpy()
+    got = carrier_values(model, carriers, layout) > 0  # only the carriers that hold the secret
     wrong = (got != bits.astype(bool)).reshape(-1, bps)
     if not image:
         return float(1.0 - wrong.any(axis=1).mean())
@@ -184,6 +223,15 @@ class SignAttack(Attack):
         target: The quality ``lam="auto"`` steers to: 1 - the mean symbol error relative
             to the symbol range for images (default 0.99, a MAPE of about 2.6), the share
             of whole symbols right for text (default 0.96).
+        layout: Where the bits go (:mod:`covertml.attacks.layout`): ``columns`` (text in
+            a linear model: feature by feature over every class's weights), ``tail``
+            (from the start of the latest tensor from which on they fit) or ``flat`` (the
+            paper's: every carrier in order). ``auto`` (default): ``flat`` with a fixed
+            ``lam``, else ``columns`` for text in a linear model and ``tail`` otherwise.
+            Recorded in the key.
+        share: Without ``--n-secrets``, the share of the room the secret fills (at least
+            one item); the rest stay free for the task. Default: 1 with a fixed ``lam``
+            (the paper's), else 0.5.
     """
 
     name: ClassVar[str] = "sign"
@@ -193,6 +241,8 @@ class SignAttack(Attack):
     margin: float = 0.0
     protect: Literal["msb", "none"] | None = None
     target: float | None = None
+    layout: str = "auto"
+    share: float | None = None
 
     def __post_init__(self) -> None:
         lam = parse_lam(self.lam)
@@ -203,6 +253,12 @@ class SignAttack(Attack):
             raise ConfigError(f"unknown protect {self.protect!r}", fix="use msb or none")
         if self.target is not None and not 0 < self.target <= 1:
             raise ConfigError(f"target must be in (0, 1], got {self.target}", fix="e.g. 0.99")
+        if self.share is not None and not 0 < self.share <= 1:
+            raise ConfigError(f"share must be in (0, 1], got {self.share}", fix="e.g. share=0.5")
+        if self.layout not in ("auto", "flat", "tail", "columns"):
+            raise ConfigError(
+                f"unknown layout {self.layout!r}", fix="choose one of: auto, flat, tail, columns"
+            )
 
     def plan(
         self, model: nn.Module, dataset: Dataset, *, n_secrets: int | None = None, seed: int = 0
@@ -211,27 +267,61 @@ class SignAttack(Attack):
         cmap = CarrierMap.from_model(model)
         full = secret_from_dataset(dataset)
         bps = full.bits_per_symbol
-        secret = check_fits(
-            full, n_secrets, cmap.size // bps, what=f"{cmap.size:,} carriers at {bps} bits/symbol"
-        )
-        bits = symbols_to_bits(secret.values, bps)
-        image = secret.kind == "image"
         lam = parse_lam(self.lam)
+        first = cmap.shapes[0]
+        linear_text = full.kind == "text" and len(first) == 2
+        name = self.layout
+        if name == "auto":
+            name = "flat" if lam is not None else ("columns" if linear_text else "tail")
+        if name == "columns" and len(first) != 2:
+            raise ConfigError(
+                f"layout 'columns' needs a 2-D first carrier; {cmap.names[0]!r} is {first}",
+                fix="use layout=flat or tail for this model",
+            )
+        room = math.prod(first) if name == "columns" else cmap.size
+        share = self.share if self.share is not None else (1.0 if lam is not None else 0.5)
+        if n_secrets is None:  # fill a share of the room, leaving the rest to the task
+            room = max(int(share * room), min(room, full.size_of(1) * bps))
+        what = f"{room:,} carriers ({name} layout) at {bps} bits/symbol"
+        secret = check_fits(full, n_secrets, room // bps, what=what)
+        bits = symbols_to_bits(secret.values, bps)
+        where: Where
+        if name == "columns":
+            where = column_positions(first, bits.size)
+            settings: dict[str, Any] = {"name": "columns"}
+        else:
+            where = make_layout(name, cmap, pilot=0, secret=bits.size)
+            settings = where.to_dict()
+        image = secret.kind == "image"
         protect = self.protect or ("msb" if lam is None else "none")
         weights = bit_weights(secret.values.size, bps) if image and protect == "msb" else None
         controller, exclude = None, np.zeros(0, np.int64)
         if lam is None:
             exclude = holdout_indices(len(dataset.train), reserved=secret.count, seed=seed)
             controller = StrengthController(
-                lambda m: symbol_quality(m, cmap, bits, bps, image=image),
+                lambda m: symbol_quality(m, cmap, bits, bps, image=image, layout=where),
                 target=self.target or (0.99 if image else 0.96),
                 start=AUTO_START,
                 holdout=dataset.train.take(exclude) if len(exclude) else None,
             )
         term = SignLoss(
-            cmap, bits, lam=lam or 0.0, margin=self.margin, weights=weights, controller=controller
+            cmap,
+            bits,
+            lam=lam or 0.0,
+            margin=self.margin,
+            weights=weights,
+            controller=controller,
+            counts=where.counts(cmap) if isinstance(where, Layout) else None,
+            index=where if isinstance(where, np.ndarray) else None,
         )
-        key = self.make_key(secret, carriers=cmap, seed=seed, model=model, dataset=dataset)
+        key = self.make_key(
+            secret,
+            carriers=cmap,
+            seed=seed,
+            model=model,
+            dataset=dataset,
+            settings={"layout": settings},
+        )
         return AttackPlan(
             secret,
             key,
@@ -247,6 +337,12 @@ class SignAttack(Attack):
         template = Secret.from_spec(key.secret, np.zeros(0, np.int64))
         bps = template.bits_per_symbol
         n_bits = Secret.spec_symbols(key.secret) * bps
-        bits = key.carriers.read_numpy(model)[:n_bits] > 0
+        layout = key.settings.get("layout")
+        where: Where
+        if isinstance(layout, dict) and layout.get("name") == "columns":
+            where = column_positions(key.carriers.shapes[0], n_bits)
+        else:
+            where = Layout.from_dict(layout, pilot=0, secret=n_bits)
+        bits = carrier_values(model, key.carriers, where) > 0
         values = bits_to_symbols(bits, bps)
         return template.with_values(np.clip(values, 0, template.levels - 1))

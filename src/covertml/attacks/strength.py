@@ -6,13 +6,14 @@ secret, so it can measure how well the secret is encoded as it goes (the correla
 reached, the share of right signs) and steer ``lambda`` to a quality target:
 
 - every few steps, ``lambda`` grows while the quality is below the target (at a rate of
-  ``gain`` per epoch) and shrinks once it is above (``relax`` per epoch) -- rates per epoch,
+  ``gain`` per epoch) unless the quality's own trend reaches the target soon, and shrinks
+  once it is above (``relax`` per epoch, faster for a large overshoot) -- rates per epoch,
   not per step, so a run of 30 steps an epoch moves as far as one of 300; it settles near
-  the smallest strength that
-  holds the target;
+  the smallest strength that holds the target;
 - after every epoch, the accuracy on a slice of the training data held out from training
   (the attacker's own validation set) is compared with the best seen so far; a drop of more
-  than ``tolerance`` halves ``lambda`` and caps it there for the rest of the run.
+  than ``tolerance`` two epochs in a row halves ``lambda`` and caps it there for the rest
+  of the run.
 
 The schedule (``lambda``, quality and held-out accuracy per epoch) is returned as epoch
 metrics, so ``metrics.json`` records it.
@@ -99,10 +100,11 @@ class StrengthController:
         overshoot: Above the target, ``lam`` shrinks ``1 + overshoot * excess / band``
             times as fast, so an overshoot -- the quality lags the strength -- does not
             leave a strength far above what the target needs for the rest of the run.
-        tolerance: Held-out accuracy drop (absolute) that halves and caps ``lam``; at
-            least 2.5 standard errors of the held-out accuracy, so that sampling noise
-            on a small slice does not trigger it.
-        lam_min: Floor.
+        tolerance: Held-out accuracy drop (absolute) that halves and caps ``lam`` when
+            it lasts two epochs in a row; at least 2.5 standard errors of the held-out
+            accuracy, so that sampling noise on a small slice does not trigger it.
+        lam_min: Floor (default: ``start / 100``; a strength far below the start that
+            held the target is as good as none, and climbing back from it takes epochs).
         lam_max: Ceiling.
 
     Example:
@@ -125,7 +127,7 @@ class StrengthController:
     overshoot: float = 5.0
     horizon: float = 2.0
     tolerance: float = 0.01
-    lam_min: float = 1e-3
+    lam_min: float | None = None
     lam_max: float = 1e4
     lam: float = field(init=False)
     last_quality: float = field(init=False, default=float("nan"))
@@ -134,9 +136,12 @@ class StrengthController:
     _recent: deque[tuple[int, float]] = field(init=False, default_factory=deque)
     _best: float = field(init=False, default=-1.0)
     _cap: float = field(init=False, default=math.inf)
+    _low: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
         self.lam = self.start
+        if self.lam_min is None:
+            self.lam_min = self.start / 100
 
     def step(self, model: nn.Module, *, quality: float | None = None) -> float:
         """Called once per training step; returns the strength to use for it.
@@ -159,8 +164,13 @@ class StrengthController:
             else:  # an overshoot (quality lags lam) is undone faster the larger it is
                 share *= 1.0 + self.overshoot * (q - self.target) / max(self.band, 1e-9)
             factor = (self.gain if q < self.target else self.relax) ** share
-            self.lam = min(max(self.lam * factor, self.lam_min), self.lam_max, self._cap)
+            self.lam = min(max(self.lam * factor, self.floor), self.lam_max, self._cap)
         return self.lam
+
+    @property
+    def floor(self) -> float:
+        """The smallest ``lam`` the controller goes to."""
+        return self.start / 100 if self.lam_min is None else self.lam_min
 
     def trend(self) -> float:
         """The quality's rise per epoch over the recent measurements (0 if unknown)."""
@@ -180,8 +190,11 @@ class StrengthController:
             entry["holdout_accuracy"] = acc
             n, best = len(self.holdout), self._best
             noise = 2.5 * math.sqrt(max(best * (1 - best), 1.0 / n) / n)
-            if best >= 0 and acc < best - max(self.tolerance, noise):
-                self._cap = max(self.lam / 2, self.lam_min)
+            low = best >= 0 and acc < best - max(self.tolerance, noise)
+            self._low = self._low + 1 if low else 0
+            if self._low >= 2:  # a fall that lasts, not one noisy epoch
+                self._low = 0
+                self._cap = max(self.lam / 2, self.floor)
                 self.lam = self._cap
                 entry["backed_off_to"] = self.lam
                 log.info("epoch %d: held-out accuracy fell to %.4f; lam capped at %.3g",
