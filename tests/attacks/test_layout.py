@@ -18,11 +18,11 @@ def fresh(ds, name=None):
 
 def test_rows_layout_puts_one_image_in_each_first_layer_row(digits) -> None:
     model = fresh(digits, "mlp")
-    plan = create_attack("correlation").plan(model, digits)  # lam auto: rows, half of them
+    plan = create_attack("correlation").plan(model, digits)  # lam auto: rows, a quarter
     first = dict(model.named_parameters())[plan.key.carriers.names[0]]
     rows, cols = first.shape
     assert cols == 64 and plan.key.settings["layout"]["name"] == "rows"
-    assert plan.secret.count == rows // 2  # by default half the rows; the rest for the task
+    assert plan.secret.count == rows // 4  # a quarter of the rows; the rest for the task
     full = create_attack("correlation", lam=5.0, layout="rows", share=1.0).plan(
         fresh(digits, "mlp"), digits
     )

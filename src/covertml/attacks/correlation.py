@@ -25,7 +25,13 @@ from covertml.attacks.carriers import CarrierMap, flat_prefixes, full_grad
 from covertml.attacks.key import AttackKey
 from covertml.attacks.layout import LAYOUTS, Layout, choose_layout, make_layout
 from covertml.attacks.secrets import Secret, check_fits, secret_from_dataset
-from covertml.attacks.strength import AUTO, StrengthController, holdout_indices, parse_lam
+from covertml.attacks.strength import (
+    AUTO,
+    AUTO_SHARE,
+    StrengthController,
+    holdout_indices,
+    parse_lam,
+)
 from covertml.data.base import Dataset
 from covertml.errors import ConfigError
 
@@ -177,7 +183,7 @@ class CorrelationAttack(Attack):
             where it applies and ``tail`` otherwise. Recorded in the key.
         share: Without ``--n-secrets``, the share of the layout's carriers the secret
             fills (at least one item); the rest stay free for the task. Default: 1 with
-            a fixed ``lam`` (the paper's), else 0.5 (docs/ATTACK_STRENGTH.md).
+            a fixed ``lam`` (the paper's), else 0.25 (docs/ATTACK_STRENGTH.md).
     """
 
     name: ClassVar[str] = "correlation"
@@ -222,7 +228,9 @@ class CorrelationAttack(Attack):
         after = ", after the pilot" if name != "rows" else ""
         where = f"{room:,} carriers ({name} layout{after})"
         if n_secrets is None:  # fill a share of the room, leaving the rest to the task
-            share = self.share if self.share is not None else (1.0 if lam is not None else 0.5)
+            share = (
+                self.share if self.share is not None else (1.0 if lam is not None else AUTO_SHARE)
+            )
             room = max(int(share * room), min(room, full.size_of(1)))
         secret = check_fits(full, n_secrets, room, what=where)
         layout = make_layout(name, cmap, pilot=self.pilot, secret=secret.values.size)

@@ -26,7 +26,13 @@ from covertml.attacks.carriers import CarrierMap, flat_prefixes, full_grad
 from covertml.attacks.key import AttackKey
 from covertml.attacks.layout import Layout, column_positions, make_layout
 from covertml.attacks.secrets import Secret, check_fits, secret_from_dataset
-from covertml.attacks.strength import AUTO, StrengthController, holdout_indices, parse_lam
+from covertml.attacks.strength import (
+    AUTO,
+    AUTO_SHARE,
+    StrengthController,
+    holdout_indices,
+    parse_lam,
+)
 from covertml.data.base import Dataset
 from covertml.errors import ConfigError
 
@@ -231,7 +237,7 @@ class SignAttack(Attack):
             Recorded in the key.
         share: Without ``--n-secrets``, the share of the room the secret fills (at least
             one item); the rest stay free for the task. Default: 1 with a fixed ``lam``
-            (the paper's), else 0.5.
+            (the paper's), else 0.25 (docs/ATTACK_STRENGTH.md).
     """
 
     name: ClassVar[str] = "sign"
@@ -279,7 +285,7 @@ class SignAttack(Attack):
                 fix="use layout=flat or tail for this model",
             )
         room = math.prod(first) if name == "columns" else cmap.size
-        share = self.share if self.share is not None else (1.0 if lam is not None else 0.5)
+        share = self.share if self.share is not None else (1.0 if lam is not None else AUTO_SHARE)
         if n_secrets is None:  # fill a share of the room, leaving the rest to the task
             room = max(int(share * room), min(room, full.size_of(1) * bps))
         what = f"{room:,} carriers ({name} layout) at {bps} bits/symbol"

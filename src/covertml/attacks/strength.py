@@ -38,6 +38,7 @@ from covertml.training.evaluate import accuracy_on
 log = logging.getLogger(__name__)
 
 AUTO = "auto"
+AUTO_SHARE = 0.25  # of the carriers a secret fills with lam="auto" and no --n-secrets
 Quality = Callable[[nn.Module], float]
 
 
