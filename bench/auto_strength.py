@@ -40,13 +40,13 @@ RUNS = [
     ("correlation", {}, "auto"),
     ("sign", {"lam": 10.0}, "paper λ 10"),
     ("sign", {}, "auto"),
-    ("capacity", {"ratio": 1.0, "learn_to": 0.0}, "m/n 1, configured epochs"),
+    ("capacity", {"ratio": 1.0, "learn_to": 0.0, "ecc": 0}, "m/n 1, no ECC, configured epochs"),
     ("capacity", {}, "defaults"),
 ]
 
 
-def grey_cifar(data_dir: str, out: Path) -> Path:
-    """CIFAR-10 as 28x28 grey images (6,000 train, 2,000 test) in an npz file."""
+def grey_cifar(data_dir: str, out: Path, fmt: str = "npz") -> str:
+    """CIFAR-10 as 28x28 grey images (6,000 train, 2,000 test): an npz file or a folder tree."""
     ds = create_dataset("cifar10", data_dir=data_dir, train_limit=6000, test_limit=2000)
 
     def grey(x: np.ndarray) -> np.ndarray:
@@ -54,10 +54,18 @@ def grey_cifar(data_dir: str, out: Path) -> Path:
             [np.asarray(Image.fromarray(im).convert("L").resize((28, 28))) for im in x]
         )[..., None]
 
-    path = out / "grey_cifar28.npz"
-    np.savez(path, x_train=grey(ds.train.x), y_train=ds.train.y,
-             x_test=grey(ds.test.x), y_test=ds.test.y)  # fmt: skip
-    return path
+    if fmt == "npz":
+        path = out / "grey_cifar28.npz"
+        np.savez(path, x_train=grey(ds.train.x), y_train=ds.train.y,
+                 x_test=grey(ds.test.x), y_test=ds.test.y)  # fmt: skip
+        return f"npz:{path}"
+    root = out / "grey_cifar28"
+    for split, data in (("train", ds.train), ("test", ds.test)):
+        for i, (im, label) in enumerate(zip(grey(data.x), data.y, strict=True)):
+            folder = root / split / ds.classes[int(label)]
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(im[..., 0]).save(folder / f"{i:05d}.png")
+    return f"imagefolder:{root}"
 
 
 def run(ds: Dataset, cfg: TrainConfig, model_name: str | None, attack: str | None,
@@ -90,13 +98,24 @@ def run(ds: Dataset, cfg: TrainConfig, model_name: str | None, attack: str | Non
     }
 
 
+def summarize(values: list[float]) -> str:
+    mean = float(np.mean(values))
+    return f"{mean:+.1f}" if len(values) == 1 else f"{mean:+.1f} ± {float(np.std(values)):.1f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dataset", default=None, help="a registry name (default: grey CIFAR)")
     parser.add_argument("--data-dir", default=os.environ.get("COVERTML_DATA"))
+    parser.add_argument(
+        "--format",
+        choices=("npz", "imagefolder"),
+        default="npz",
+        help="how the grey CIFAR set is written (the loader it goes through)",
+    )
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--model", default="mlp")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1, averaged")
     parser.add_argument("--only", default=None, help="comma-separated attacks to run")
     parser.add_argument(
         "--set",
@@ -112,35 +131,46 @@ def main() -> None:
         if args.dataset is None:
             if not args.data_dir:
                 parser.error("the grey CIFAR set needs --data-dir (or COVERTML_DATA)")
-            name = f"npz:{grey_cifar(args.data_dir, Path(tmp))}"
-            label = "grey CIFAR-10 28x28 (unseen)"
+            name = grey_cifar(args.data_dir, Path(tmp), args.format)
+            label = f"grey CIFAR-10 28x28 (unseen, {args.format}:)"
         else:
             name, label = args.dataset, args.dataset
         ds = create_dataset(name, data_dir=args.data_dir)
-        if args.dataset in (None, "cifar10", "lfw-gender"):
-            cfg = TrainConfig(epochs=args.epochs, seed=args.seed)
-        else:
-            cfg = dataclasses.replace(recipe(args.dataset), seed=args.seed)
-        honest = run(ds, cfg, args.model, None, {})
-        rows, results = [], {"honest": honest}
-        for attack, opts, what in chosen:
-            r = run(ds, cfg, args.model, attack, {**opts, **extra})
-            results[f"{attack} {what}"] = r
-            delta = 100 * (r["accuracy"] - honest["accuracy"])
-            lam = r["lam_schedule"][-1] if r["lam_schedule"] else opts.get("lam")
-            learned = r["synthetic_accuracy"]
-            rows.append([attack, what, f"{100 * r['accuracy']:.1f} ({delta:+.1f})", r["items"],
-                         f"{r['mape']:.2f}" + ("" if r["mape_floor"] is None
-                                              else f" (floor {r['mape_floor']:.2f})"),
-                         "" if lam is None else f"{lam:.3g}",
-                         "" if learned is None else f"{learned:.2%} in {r['epochs_trained']} ep",
-                         f"{r['seconds']:.0f} s"])  # fmt: skip
-            print(rows[-1], flush=True)
-    print(f"\n{label}, {args.model}, {cfg.epochs} epochs; honest {100 * honest['accuracy']:.1f}%")
+        results: dict[str, Any] = {}
+        for seed in range(args.seeds):
+            if args.dataset in (None, "cifar10", "lfw-gender"):
+                cfg = TrainConfig(epochs=args.epochs, seed=seed)
+            else:
+                cfg = dataclasses.replace(recipe(args.dataset), seed=seed)
+            results.setdefault("honest", []).append(run(ds, cfg, args.model, None, {}))
+            for attack, opts, what in chosen:
+                r = run(ds, cfg, args.model, attack, {**opts, **extra})
+                r["delta"] = 100 * (r["accuracy"] - results["honest"][-1]["accuracy"])
+                results.setdefault(f"{attack} {what}", []).append(r)
+                print(seed, attack, what, f"{r['delta']:+.1f}", f"MAPE {r['mape']:.2f}", flush=True)
+    rows = []
+    for attack, opts, what in chosen:
+        rs = results[f"{attack} {what}"]
+        lams = [r["lam_schedule"][-1] for r in rs if r["lam_schedule"]]
+        lam = float(np.mean(lams)) if lams else opts.get("lam")
+        floor = [r["mape_floor"] for r in rs if r["mape_floor"] is not None]
+        learned = [r["synthetic_accuracy"] for r in rs if r["synthetic_accuracy"] is not None]
+        rows.append([attack, what,
+                     f"{100 * np.mean([r['accuracy'] for r in rs]):.1f} "
+                     f"({summarize([r['delta'] for r in rs])})",
+                     rs[0]["items"],
+                     f"{np.mean([r['mape'] for r in rs]):.2f}"
+                     + (f" (floor {np.mean(floor):.2f})" if floor else ""),
+                     "" if lam is None else f"{lam:.3g}",
+                     f"{np.mean(learned):.2%} in {rs[0]['epochs_trained']} ep" if learned else "",
+                     f"{np.mean([r['seconds'] for r in rs]):.0f} s"])  # fmt: skip
+    honest = np.mean([r["accuracy"] for r in results["honest"]])
+    print(f"\n{label}, {args.model}, {cfg.epochs} epochs, {args.seeds} seed(s); "
+          f"honest {100 * honest:.1f}%")  # fmt: skip
     header = ["attack", "setting", "test acc % (δ)", "items", "MAPE", "final λ",
               "synthetic labels learned", "time"]  # fmt: skip
     print(markdown_table(header, rows))
-    record = {"dataset": label, "model": args.model, "epochs": cfg.epochs,
+    record = {"dataset": label, "model": args.model, "epochs": cfg.epochs, "seeds": args.seeds,
               "environment": environment(), "results": results}  # fmt: skip
     print(f"record: {save_record('auto_strength', record)}")
 
