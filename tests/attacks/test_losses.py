@@ -48,7 +48,7 @@ def test_gradients_flow_to_every_carrier_piece(model) -> None:
 
 def test_hand_written_gradients_pass_gradcheck() -> None:
     from covertml.attacks.correlation import _Pearson
-    from covertml.attacks.sign import _SignHinge
+    from covertml.attacks.sign_loss import _SignHinge
 
     torch.manual_seed(0)
     t = torch.randn(70, dtype=torch.float64)

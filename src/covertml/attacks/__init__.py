@@ -25,7 +25,8 @@ from covertml.attacks.lsb import LSBAttack
 from covertml.attacks.oracle import FunctionOracle, LabelOracle, LocalOracle
 from covertml.attacks.payload import PayloadError, WrongKeyError
 from covertml.attacks.secrets import Secret, grayscale, secret_from_dataset
-from covertml.attacks.sign import SignAttack, SignLoss
+from covertml.attacks.sign import SignAttack
+from covertml.attacks.sign_loss import SignLoss
 
 __all__ = [
     "ATTACKS",
