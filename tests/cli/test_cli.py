@@ -107,12 +107,12 @@ def test_demo_runs_every_attack_and_ends_with_summary_and_report(cli, tmp_path) 
     assert (out / "index.html").is_file() and (out / "results.csv").is_file()
     records = {r["id"]: r for r in json.loads((out / "results.json").read_text())}
     assert all(r["status"] == "ok" for r in records.values())
-    # honest + 3 LSB + correlation + sign + 2 capacity models, each raw and under 2 sanitizers
-    assert len(records) == 8 * 3
+    # honest + 3 LSB + correlation + sign + capacity models, each raw and under 2 sanitizers
+    assert len(records) == 7 * 3
     lsb = records["digits/lsb-bits=16-passphrase=demo-passphrase/none/seed0"]
     assert lsb["recovery"]["mape"] == 0.0
     assert not records["digits/lsb-bits=8/lsb-randomize-bits=16/seed0"]["recovery"]["recovered"]
-    cap = records["digits/capacity-ratio=1.0/none/seed0"]["recovery"]
+    cap = records["digits/capacity/none/seed0"]["recovery"]
     assert cap["via"] == "HTTP labels" and cap["endpoint"].startswith("http://127.0.0.1:")
     assert records["digits/honest/none/seed0"]["scan"]["verdict"] in ("no findings", "suspicious")
     assert "gone" in text and "kept" in text  # the sanitizer columns of the summary

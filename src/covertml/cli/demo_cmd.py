@@ -33,7 +33,7 @@ oracle = "http"      # capacity abuse: labels from a prediction API on loopback
 lsb = [{{bits = 8}}, {{bits = 16, passphrase = "demo-passphrase"}}, {{bits = 23}}]
 correlation = [{{}}]  # defaults: lam = "auto" steers the strength while training
 sign = [{{}}]
-capacity = [{{ratio = 0.5}}, {{ratio = 1.0}}]
+capacity = [{{}}]     # defaults: a handful of whole items, Reed-Solomon, trained until learned
 
 [sanitizers]
 none = [{{}}]
