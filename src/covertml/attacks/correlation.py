@@ -174,8 +174,8 @@ class CorrelationAttack(Attack):
             weights do not compress the whole image's range (0 = the paper's min-max;
             default 2).
         target: The quality ``lam="auto"`` steers to: for images, 1 - the MAPE of the
-            secret as the decoder would read it now, over 255 (default 0.9: a MAPE of
-            25.5); for text, the correlation ``|r|``.
+            secret as the decoder would read it now, over 255 (default 0.895: a MAPE of
+            26.8, under the 30 asked for); for text, the correlation ``|r|``.
         layout: Where the secret goes (:mod:`covertml.attacks.layout`): ``rows`` (one
             image per row of a first layer whose rows are image-shaped, nothing else
             touched), ``tail`` (the last tensors), ``flat`` (the paper's: every carrier
@@ -194,7 +194,7 @@ class CorrelationAttack(Attack):
     pilot: int = 256
     scaling: Literal["minmax", "pilot"] = "minmax"
     clip: float = 2.0
-    target: float = 0.9
+    target: float = 0.895
     layout: str = "auto"
     share: float | None = None
 
