@@ -109,3 +109,33 @@ def test_default_m_fits_a_handful_of_whole_items(digits) -> None:
     assert int(half.key.settings["m"]) <= round(0.2 * len(digits.train))
     fixed = create_attack("capacity", learn_to=0).plan(model, digits)
     assert fixed.extend_while is None and fixed.max_extra_epochs == 0
+
+
+def test_the_handful_of_items_is_capped_in_m_over_n_but_one_item_always_fits(digits) -> None:
+    from covertml.data.base import Dataset, Split
+
+    parity = Dataset(  # a binary model: one bit per label, so whole items need many labels
+        name="digits-parity",
+        modality="image",
+        classes=("even", "odd"),
+        train=Split(digits.train.x, digits.train.y % 2),
+        test=Split(digits.test.x, digits.test.y % 2),
+    )
+    model = create_model_for(parity, "mlp")
+    n = len(parity.train)
+    capped = create_attack("capacity", max_ratio=1.2).plan(model, parity)
+    # computed here: 1.2 n labels = 1,724 bits = 215 bytes, of which 199 are data after 16
+    # parity bytes; an item is 64 pixels x 4 bits = 32 bytes, so 6 items
+    assert capped.secret.count == (215 - 16) // 32 == 6
+    assert capped.key.settings["m"] <= 1.2 * n
+    floor = create_attack("capacity", max_ratio=0.01).plan(model, parity)  # m/n 1 still
+    assert floor.secret.count == (n // 8 - 16) // 32
+    small = Dataset(  # 100 training items: one whole item needs more labels than that
+        name="digits-parity",
+        modality="image",
+        classes=("even", "odd"),
+        train=Split(digits.train.x[:100], digits.train.y[:100] % 2),
+        test=parity.test,
+    )
+    one = create_attack("capacity", max_ratio=1.0).plan(model, small)
+    assert one.secret.count == 1 and one.key.settings["m"] == (32 + 16) * 8

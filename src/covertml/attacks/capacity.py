@@ -86,6 +86,9 @@ class CapacityAttack(Attack):
         max_extra_epochs: Bound of those extra epochs.
         min_items: With neither ``ratio`` nor a number of secrets, m/n is 1 or as many
             synthetic inputs as this many whole items need, whichever is more.
+        max_ratio: ...but that handful never takes m/n past this (the paper's "several
+            times the training set"), except as far as one whole item needs: a binary
+            model carries one bit per label, so 8 LFW faces would be 50 times the data.
         ecc: Reed-Solomon parity bytes per 255-byte codeword over the secret's bits
             (:mod:`covertml.attacks.ecc`; even, 0-128, 0: none). Label groups are then
             whole bytes (16 bits in 5 labels on a 10-class model), so a wrong label costs
@@ -106,10 +109,16 @@ class CapacityAttack(Attack):
     learn_to: float = 0.999
     max_extra_epochs: int = 10
     min_items: int = 8
+    max_ratio: float = 4.0
     ecc: int = 16
 
     def __post_init__(self) -> None:
-        if not 0 <= self.learn_to <= 1 or self.max_extra_epochs < 0 or self.min_items < 1:
+        if (
+            not 0 <= self.learn_to <= 1
+            or self.max_extra_epochs < 0
+            or self.min_items < 1
+            or self.max_ratio <= 0
+        ):
             raise ConfigError(
                 "learn_to must be in [0, 1], max_extra_epochs >= 0 and min_items >= 1",
                 fix="e.g. learn_to=0.999 max_extra_epochs=10 min_items=8",
@@ -152,7 +161,10 @@ class CapacityAttack(Attack):
             budget = max(1, round((self.ratio or 1.0) * n))
             if self.ratio is None:  # the default: at least a handful of whole items
                 few = min(self.min_items, full.count)
-                budget = max(budget, code.labels_for(protected_bits(full.size_of(few) * bps, ecc)))
+                want = code.labels_for(protected_bits(full.size_of(few) * bps, ecc))
+                one = code.labels_for(protected_bits(full.size_of(1) * bps, ecc))
+                # never past max_ratio for the handful, but always one whole item
+                budget = max(budget, min(want, round(self.max_ratio * n)), min(want, one))
             items = full.fit_count(data_bits(code.bits_in(budget), ecc) // bps)
             if items == 0:
                 need = code.labels_for(protected_bits(full.size_of(1) * bps, ecc))
