@@ -28,14 +28,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from covertml.attacks.carriers import CarrierMap
 from covertml.errors import ConfigError
 
-LayoutName = Literal["auto", "flat", "rows", "tail"]
 LAYOUTS = ("auto", "flat", "rows", "tail")
 
 

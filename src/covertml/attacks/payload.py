@@ -26,6 +26,7 @@ from typing import Literal
 
 import numpy as np
 
+from covertml.attacks.ecc import protect, recover
 from covertml.errors import CovertMLError
 
 Compression = Literal["none", "zlib", "lzma", "png-gzip"]
@@ -152,24 +153,18 @@ def framed_size(body_len: int, *, encrypted: bool, ecc_symbols: int = 0) -> int:
 
 
 def _rs_encode(data: bytes, nsym: int) -> bytes:
-    from reedsolo import RSCodec
-
-    k = 255 - nsym
-    padded = data + bytes((-len(data)) % k)
-    return bytes(RSCodec(nsym, nsize=255).encode(padded))
+    k = 255 - nsym  # whole codewords: the reader asks for their raw size
+    return protect(data + bytes((-len(data)) % k), nsym)
 
 
 def _rs_decode(data: bytes, nsym: int) -> bytes:
-    from reedsolo import ReedSolomonError, RSCodec
-
-    try:
-        decoded = RSCodec(nsym, nsize=255).decode(data)[0]
-    except ReedSolomonError:
+    decoded, report = recover(data, nsym)
+    if report.failed:
         raise PayloadError(
             "the payload has more errors than its Reed-Solomon code can correct",
             fix="the model was modified too much after encoding (more ECC symbols resist more)",
-        ) from None
-    return bytes(decoded)
+        )
+    return decoded
 
 
 def unframe(

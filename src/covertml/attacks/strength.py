@@ -141,8 +141,6 @@ class StrengthController:
 
     def __post_init__(self) -> None:
         self.lam = self.start
-        if self.lam_min is None:
-            self.lam_min = self.start / 100
 
     def step(self, model: nn.Module, *, quality: float | None = None) -> float:
         """Called once per training step; returns the strength to use for it.
