@@ -79,3 +79,11 @@ def test_rows_layout_is_refused_where_rows_are_not_image_shaped(digits) -> None:
     assert lay["pilot"] == [int(starts[i - 1]), 256]
     with pytest.raises(ConfigError, match="unknown layout"):
         create_attack("correlation", layout="diagonal")
+
+
+def test_a_malformed_layout_in_the_key_is_a_clear_error(digits) -> None:
+    plan = create_attack("correlation").plan(fresh(digits, "mlp"), digits)
+    data = plan.key.to_dict()
+    data["settings"]["layout"] = {"name": "rows", "pilot": [1]}
+    with pytest.raises(ConfigError, match=r"layout .* is malformed"):
+        decode_secret(fresh(digits, "mlp"), AttackKey.from_dict(data))

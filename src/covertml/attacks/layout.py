@@ -107,12 +107,14 @@ class Layout:
         """Inverse of :meth:`to_dict`; a key written before layouts existed is ``flat``."""
         if not isinstance(data, dict):
             return cls("flat", (0, pilot), (pilot, secret))
-        pilot_seg, secret_seg = data["pilot"], data["secret"]
-        return cls(
-            str(data["name"]),
-            (int(pilot_seg[0]), int(pilot_seg[1])),
-            (int(secret_seg[0]), int(secret_seg[1])),
-        )
+        try:
+            (po, pn), (so, sn) = data["pilot"], data["secret"]
+            return cls(str(data["name"]), (int(po), int(pn)), (int(so), int(sn)))
+        except (KeyError, TypeError, ValueError):
+            raise ConfigError(
+                f"the key's layout {data!r} is malformed",
+                fix="use the key.json that training wrote, unedited",
+            ) from None
 
 
 def rows_apply(cmap: CarrierMap, item_size: int, pilot: int) -> bool:
