@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import tempfile
 import time
@@ -98,6 +99,14 @@ def run(ds: Dataset, cfg: TrainConfig, model_name: str | None, attack: str | Non
     }
 
 
+def literal(text: str) -> Any:
+    """A ``--set`` value as JSON (numbers, booleans) or else the string itself."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
 def summarize(values: list[float]) -> str:
     mean = float(np.mean(values))
     return f"{mean:+.1f}" if len(values) == 1 else f"{mean:+.1f} ± {float(np.std(values)):.1f}"
@@ -116,7 +125,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--model", default="mlp")
     parser.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1, averaged")
-    parser.add_argument("--only", default=None, help="comma-separated attacks to run")
+    parser.add_argument(
+        "--only", default=None, help="comma-separated attacks (or attack:setting) to run"
+    )
     parser.add_argument(
         "--set",
         action="append",
@@ -125,8 +136,9 @@ def main() -> None:
         help="an option added to every attack run (e.g. layout=flat)",
     )
     args = parser.parse_args()
-    extra = dict(kv.split("=", 1) for kv in args.set)
-    chosen = RUNS if args.only is None else [r for r in RUNS if r[0] in args.only.split(",")]
+    extra = {k: literal(v) for k, v in (kv.split("=", 1) for kv in args.set)}
+    only = None if args.only is None else args.only.split(",")
+    chosen = [r for r in RUNS if only is None or r[0] in only or f"{r[0]}:{r[2]}" in only]
     with tempfile.TemporaryDirectory() as tmp:
         if args.dataset is None:
             if not args.data_dir:

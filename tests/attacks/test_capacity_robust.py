@@ -103,7 +103,9 @@ def test_training_goes_on_until_the_synthetic_labels_are_learned() -> None:
 def test_default_m_fits_a_handful_of_whole_items(digits) -> None:
     model = create_model_for(digits)
     default = create_attack("capacity").plan(model, digits)
-    assert default.secret.count >= 8
+    # computed here: 4 images x 64 pixels x 4 bits = 128 bytes, + 16 parity bytes = 144
+    # bytes, 2 bytes in 5 labels of a 10-class model -> 360 synthetic inputs
+    assert default.secret.count == 4 and default.key.settings["m"] == 144 // 2 * 5
     assert default.max_extra_epochs == 10 and default.extend_while is not None
     half = create_attack("capacity", ratio=0.2).plan(model, digits)  # an explicit m/n rules
     assert int(half.key.settings["m"]) <= round(0.2 * len(digits.train))
@@ -123,13 +125,16 @@ def test_the_handful_of_items_is_capped_in_m_over_n_but_one_item_always_fits(dig
     )
     model = create_model_for(parity, "mlp")
     n = len(parity.train)
-    capped = create_attack("capacity", max_ratio=1.2).plan(model, parity)
+    capped = create_attack("capacity", min_items=8, max_ratio=1.2).plan(model, parity)
     # computed here: 1.2 n labels = 1,724 bits = 215 bytes, of which 199 are data after 16
     # parity bytes; an item is 64 pixels x 4 bits = 32 bytes, so 6 items
     assert capped.secret.count == (215 - 16) // 32 == 6
     assert capped.key.settings["m"] <= 1.2 * n
-    floor = create_attack("capacity", max_ratio=0.01).plan(model, parity)  # m/n 1 still
-    assert floor.secret.count == (n // 8 - 16) // 32
+    # the default handful: 4 items x 32 bytes + 16 parity = 144 bytes = 1,152 labels
+    handful = create_attack("capacity").plan(model, parity)
+    assert handful.secret.count == 4 and handful.key.settings["m"] == (4 * 32 + 16) * 8
+    floor = create_attack("capacity", max_ratio=0.01).plan(model, parity)  # one item still
+    assert floor.secret.count == 1 and floor.key.settings["m"] == (32 + 16) * 8
     small = Dataset(  # 100 training items: one whole item needs more labels than that
         name="digits-parity",
         modality="image",
