@@ -15,6 +15,7 @@ from covertml import __version__
 from covertml.cli import (
     attack_cmds,
     demo_cmd,
+    guard_cmd,
     inspect_cmds,
     reproduce_cmd,
     sanitize_cmds,
@@ -60,6 +61,7 @@ sanitize_cmds.register(app)
 scan_cmds.register(app)
 demo_cmd.register(app)
 reproduce_cmd.register(app)
+guard_cmd.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -182,6 +182,10 @@ class InputMatcher:
         batch = self.canonical(x)
         return None if batch is None else self._score(batch)
 
+    def score_canonical(self, batch: torch.Tensor) -> np.ndarray:
+        """Scores of a batch already in the owner's shape (:meth:`canonical`)."""
+        return self._score(batch)
+
     def _score(self, batch: torch.Tensor | sp.csr_matrix) -> np.ndarray:
         if isinstance(batch, sp.spmatrix):  # text rows (the null and the noise)
             rows = _row_normalize(sp.csr_matrix(batch, dtype=np.float32))

@@ -9,9 +9,10 @@ finding without a p-value: honest code has no reason to do it.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,8 +134,14 @@ def audit_snapshots(
     *,
     alpha: float,
     seed: int = 0,
+    known: dict[str, ScanReport] | None = None,
 ) -> tuple[list[dict[str, Any]], GuardFinding | None]:
-    """Scans the final snapshot; if it is flagged, finds the first flagged one by bisection."""
+    """Scans the final snapshot; if it is flagged, finds the first flagged one by bisection.
+
+    The final state's scan is recorded in ``known`` under its :func:`digest`, so a model
+    file holding exactly that state is not scanned twice.
+    """
+    known = {} if known is None else known
     if not snapshots:
         return [], None
     done: dict[int, ScanReport] = {}
@@ -165,6 +172,7 @@ def audit_snapshots(
         }
         for i, r in sorted(done.items())
     ]
+    known[digest(snapshots[last][1])] = final
     p = min((d.p_value for d in final.reports), default=1.0)
     who = [d.detector for d in final.reports if d.flagged] or ["none"]
     step = snapshots[first][0]
@@ -180,6 +188,16 @@ def audit_snapshots(
         step=step if final.flagged else None,
         evidence={"detectors": who, "audited_steps": [a["step"] for a in audits]},
     )
+
+
+def digest(tensors: Mapping[str, torch.Tensor]) -> str:
+    """A hash of a state's tensors (names, dtypes, shapes and bytes)."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().to("cpu").contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
 
 
 def model_files(saved: Sequence[str], roots: Sequence[Path], since: float) -> list[Path]:
@@ -201,6 +219,7 @@ def scan_files(
     alpha: float,
     sanitize: str | None = None,
     seed: int = 0,
+    known: Mapping[str, ScanReport] | None = None,
 ) -> tuple[list[dict[str, Any]], list[GuardFinding]]:
     """Scans each model file (pickles with ``weights_only``); sanitized copies beside them."""
     rows, findings = [], []
@@ -208,7 +227,9 @@ def scan_files(
         row: dict[str, Any] = {"path": str(path)}
         try:
             ctx = context_from_file(path, dataset=dataset, seed=seed, allow_pickle=True)
-            report = scan(ctx, name=str(path), alpha=alpha)
+            same = (known or {}).get(digest(ctx.tensors))
+            row["same_as_final_state"] = same is not None
+            report = same if same is not None else scan(ctx, name=str(path), alpha=alpha)
         except CovertMLError as exc:
             row.update(verdict="unreadable", error=str(exc))
             rows.append(row)
@@ -259,11 +280,14 @@ def build_report(
     if matcher is not None:
         tests.append(input_finding(seen, matcher))
     audits: list[dict[str, Any]] = []
+    known: dict[str, ScanReport] = {}
     if dataset is not None:
-        audits, enc = audit_snapshots(seen.snapshots, dataset, alpha=alpha, seed=seed)
+        audits, enc = audit_snapshots(seen.snapshots, dataset, alpha=alpha, seed=seed,
+                                      known=known)  # fmt: skip
         if enc is not None:
             tests.append(enc)
-    rows, file_findings = scan_files(files, dataset, alpha=alpha, sanitize=sanitize, seed=seed)
+    rows, file_findings = scan_files(files, dataset, alpha=alpha, sanitize=sanitize, seed=seed,
+                                     known=known)  # fmt: skip
     tests += file_findings
     adjusted = holm([f.p_value if f.p_value is not None else 1.0 for f in tests])
     findings = [

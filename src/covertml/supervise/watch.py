@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +37,8 @@ from covertml.supervise.matcher import InputMatcher
 log = logging.getLogger(__name__)
 
 FINGERPRINT_VALUES = 64  # values sampled per parameter tensor
+BUFFER = 256  # inputs scored together
+MAX_ROOTS = 8  # outermost modules remembered (the trained model is among them)
 
 
 @dataclass
@@ -136,7 +137,7 @@ class Watcher:
         self._handles: list[Any] = []
         self._depth = 0
         self._forwards_at_step = 0
-        self._roots: weakref.WeakValueDictionary[int, nn.Module] = weakref.WeakValueDictionary()
+        self._roots: dict[int, nn.Module] = {}  # strong: the script's globals go at its end
         self._positions: dict[int, torch.Tensor] = {}
         self._last: torch.Tensor | None = None
         self._known: set[bytes] = set()
@@ -144,6 +145,8 @@ class Watcher:
         self._start = 0.0
         self._patched: list[tuple[Any, str, Any]] = []
         self._installed = False
+        self._buffer: list[tuple[int, torch.Tensor]] = []
+        self._buffered = 0
 
     # -- installation -------------------------------------------------------------------
     def install(self) -> Watcher:
@@ -163,10 +166,13 @@ class Watcher:
         """Final checks (hooks still there, parameters since the last step), then unhooks."""
         if not self._installed:
             return self.seen
+        t = time.perf_counter()
+        self._flush()
+        self.seen.guard_seconds += time.perf_counter() - t
         self._check_hooks("at exit")
         self._check_outside("at exit")
         model = self._model()
-        if model is not None and (not self.seen.snapshots or self.seen.snapshots[-1][0] != -1):
+        if model is not None:
             self.seen.snapshots.append((-1, _copy_state(model)))  # -1: the final state
         for handle in self._handles:
             handle.remove()
@@ -212,7 +218,10 @@ class Watcher:
         if depth:
             return
         self.seen.forwards += 1
-        self._roots[id(module)] = module
+        if id(module) not in self._roots:
+            if len(self._roots) >= MAX_ROOTS:
+                self._roots.pop(next(iter(self._roots)))
+            self._roots[id(module)] = module
         x = _first_tensor(args, {})
         if x is None or x.ndim == 0:
             return
@@ -238,22 +247,32 @@ class Watcher:
         elapsed = time.perf_counter() - self._start
         if self.seen.guard_seconds > self.budget * elapsed and self.seen.inputs_checked > 0:
             return  # over the time budget: counted, not scored
-        scores = self.matcher.scores(x)
-        if scores is None:
+        batch = self.matcher.canonical(x)
+        if batch is None:
             self.seen.inputs_uncomparable += n
             return
-        self.seen.inputs_checked += n
+        self._buffer.append((self.seen.steps, batch.clone()))
+        self._buffered += n
+        if self._buffered >= BUFFER:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Scores the buffered inputs together (one call amortizes the matcher's overhead)."""
+        if not self._buffer or self.matcher is None:
+            return
+        steps = np.concatenate([np.full(len(b), s) for s, b in self._buffer])
+        batch = torch.cat([b for _, b in self._buffer])
+        self._buffer, self._buffered = [], 0
+        scores = self.matcher.score_canonical(batch)
+        self.seen.inputs_checked += len(batch)
         self.seen.scores.extend(scores.tolist())
         bad = np.flatnonzero(scores < self.matcher.stats.threshold)
         self.seen.inputs_unmatched += int(bad.size)
         room = self.n_examples - len(self.seen.examples)
-        if bad.size and room > 0:
-            batch = self.matcher.canonical(x)
-            assert batch is not None
-            for i in bad[:room]:
-                self.seen.examples.append(
-                    {"step": self.seen.steps, "score": float(scores[i]), "input": batch[i].numpy()}
-                )
+        for i in bad[: max(room, 0)]:
+            self.seen.examples.append(
+                {"step": int(steps[i]), "score": float(scores[i]), "input": batch[i].numpy()}
+            )
 
     # -- optimizer steps ----------------------------------------------------------------
     def _pre_step(self, opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
