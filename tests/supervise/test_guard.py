@@ -15,7 +15,7 @@ from covertml.data import create_dataset
 from covertml.supervise import Guard, InputMatcher
 
 sys.path.insert(0, str(Path(__file__).parent))
-from scripts import SCRIPTS  # noqa: E402
+from scripts import SCRIPTS
 
 
 @pytest.fixture(scope="module")
@@ -128,14 +128,15 @@ def test_colour_images_with_torchvision_style_augmentation_are_clean(tmp_path) -
     assert g.report.verdict == "no findings"
 
 
-CIFAR_SCRIPT = '''
+CIFAR_SCRIPT = """
 import numpy as np, torch, torch.nn.functional as F
 from pathlib import Path
 from torch import nn
 here = Path(__file__).parent
 x = torch.tensor(np.load(here / "x.npy")).permute(0, 3, 1, 2).float() / 255
 y = torch.tensor(np.load(here / "y.npy")).long()
-mean, std = torch.tensor([0.49, 0.48, 0.45])[:, None, None], torch.tensor([0.25, 0.24, 0.26])[:, None, None]
+mean = torch.tensor([0.49, 0.48, 0.45])[:, None, None]
+std = torch.tensor([0.25, 0.24, 0.26])[:, None, None]
 net = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(4),
                     nn.Flatten(), nn.Linear(16 * 64, 10)).to(memory_format=torch.channels_last)
 opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
@@ -155,7 +156,7 @@ for epoch in range(2):
         out = net(((xb - mean) / std).contiguous(memory_format=torch.channels_last))
         loss = F.cross_entropy(out, yb)
         opt.zero_grad(); loss.backward(); opt.step()
-'''
+"""
 
 
 def test_cli_exit_codes_and_report(tmp_path) -> None:
@@ -165,17 +166,26 @@ def test_cli_exit_codes_and_report(tmp_path) -> None:
         (tmp_path / f"{name}.py").write_text(SCRIPTS[name].format(epochs=3))
     exe = [sys.executable, "-m", "covertml.cli.main"]
     base = [*exe, "guard", "-d", "digits", "--budget", "0.5"]
-    bad = subprocess.run([*base, "--out", "r1", "--", "python", "capacity.py"], cwd=tmp_path,
-                         capture_output=True, text=True)  # fmt: skip
+    bad = subprocess.run(
+        [*base, "--out", "r1", "--", "python", "capacity.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 1, bad.stderr
     assert "foreign-inputs" in bad.stdout and (tmp_path / "r1" / "guard.json").is_file()
     page = (tmp_path / "r1" / "guard.html").read_text()
     assert "data:image/png;base64," in page and "foreign-inputs" in page
-    fails = subprocess.run([*base, "--out", "r2", "--", "python", "fails.py"], cwd=tmp_path,
-                           capture_output=True, text=True)  # fmt: skip
+    fails = subprocess.run(
+        [*base, "--out", "r2", "--", "python", "fails.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
     assert fails.returncode == 2 and "exited with 1" in fails.stdout
     assert "out of memory, or so it says" in fails.stderr
-    nothing = subprocess.run([*base, "--", "ls", "-l"], cwd=tmp_path, capture_output=True,
-                             text=True)  # fmt: skip
+    nothing = subprocess.run(
+        [*base, "--", "ls", "-l"], cwd=tmp_path, capture_output=True, text=True
+    )
     assert nothing.returncode == 2 and "Python training scripts" in nothing.stderr
     assert "Traceback" not in nothing.stderr

@@ -36,10 +36,11 @@ def guard(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the guard's random choices.")] = 0,
     as_json: JsonOpt = False,
 ) -> None:
-    """Runs COMMAND (a Python training script) watched: every batch it feeds a model is
-    matched against DATASET, weight snapshots are audited while they form, parameter changes
-    outside optimizer steps and removed hooks are flagged, and every model file it writes is
-    scanned. Exit 0 nothing found, 1 findings, 2 error (the script's own failure included).
+    """Runs COMMAND (a Python training script) under supervision.
+
+    Every batch it feeds a model is matched against DATASET, weight snapshots are audited
+    while they form, parameter changes outside optimizer steps and removed hooks are
+    flagged, and every model file it writes is scanned. Exit 0 nothing found, 1 findings, 2 error (the script's own failure included).
 
     Example: covertml guard -d digits --out report -- python train.py --epochs 10
     """
@@ -68,13 +69,18 @@ def guard(
         for col in ("flag", "kind", "what was seen", "p (family)"):
             table.add_column(col)
         for f in report.findings:
-            table.add_row("[bold red]FLAG[/]" if f.flagged else "[green]ok[/]", f.kind,
-                          f.message, "" if f.p_value is None else f"{f.p_value:.2g}")  # fmt: skip
+            table.add_row(
+                "[bold red]FLAG[/]" if f.flagged else "[green]ok[/]",
+                f.kind,
+                f.message,
+                "" if f.p_value is None else f"{f.p_value:.2g}",
+            )
         console.print(table)
         colour = "red" if report.flagged else ("yellow" if report.exit_code else "green")
         tail = "" if not report.script_exit else f"; the script exited with {report.script_exit}"
-        console.print(f"verdict: [bold {colour}]{report.verdict}[/]{tail}; report: {page}",
-                      highlight=False)  # fmt: skip
+        console.print(
+            f"verdict: [bold {colour}]{report.verdict}[/]{tail}; report: {page}", highlight=False
+        )
     raise typer.Exit(report.exit_code)
 
 

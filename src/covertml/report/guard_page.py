@@ -62,12 +62,25 @@ def guard_html(report: GuardReport, *, examples: np.ndarray | None = None) -> st
     parts.append("<h2>What the watchers saw</h2>")
     parts.append(
         _rows(
-            [[e(k.replace("_", " ")), e(str(o.get(k)))] for k in (
-                "inputs_seen", "inputs_checked", "inputs_unmatched", "inputs_uncomparable",
-                "eval_inputs", "forwards", "steps", "steps_without_forward", "input_shapes",
-                "score_quantiles", "guard_seconds", "wall_seconds")],
+            [
+                [e(k.replace("_", " ")), e(str(o.get(k)))]
+                for k in (
+                    "inputs_seen",
+                    "inputs_checked",
+                    "inputs_unmatched",
+                    "inputs_uncomparable",
+                    "eval_inputs",
+                    "forwards",
+                    "steps",
+                    "steps_without_forward",
+                    "input_shapes",
+                    "score_quantiles",
+                    "guard_seconds",
+                    "wall_seconds",
+                )
+            ],
             ["", ""],
-        )  # fmt: skip
+        )
     )
     if report.matcher is not None:
         m = report.matcher
@@ -84,19 +97,33 @@ def guard_html(report: GuardReport, *, examples: np.ndarray | None = None) -> st
         parts.append("<h2>Weight snapshots audited</h2>")
         parts.append(
             _rows(
-                [[str(a["step"]) if a["step"] >= 0 else "final", "yes" if a["flagged"] else "no",
-                  f"{a['p_value']:.3g}", e(", ".join(a["detectors"]))] for a in report.audits],
+                [
+                    [
+                        str(a["step"]) if a["step"] >= 0 else "final",
+                        "yes" if a["flagged"] else "no",
+                        f"{a['p_value']:.3g}",
+                        e(", ".join(a["detectors"])),
+                    ]
+                    for a in report.audits
+                ],
                 ["step", "flagged", "smallest p", "detectors"],
-            )  # fmt: skip
+            )
         )
     if report.files:
         parts.append("<h2>Model files the script wrote</h2>")
         parts.append(
             _rows(
-                [[e(f["path"]), e(f.get("verdict", "")), e(", ".join(f.get("detectors", []))),
-                  e(f.get("sanitized", "") or f.get("error", ""))] for f in report.files],
+                [
+                    [
+                        e(f["path"]),
+                        e(f.get("verdict", "")),
+                        e(", ".join(f.get("detectors", []))),
+                        e(f.get("sanitized", "") or f.get("error", "")),
+                    ]
+                    for f in report.files
+                ],
                 ["file", "verdict", "detectors", "sanitized copy / error"],
-            )  # fmt: skip
+            )
         )
     parts.append(
         "<p>The guard shares the process with the script: see docs/GUARD.md for what it "

@@ -37,8 +37,9 @@ def main(argv: list[str]) -> int:
     from covertml.supervise.store import save_observations
     from covertml.supervise.watch import Watcher
 
-    ds = create_dataset(config["dataset"], data_dir=config.get("data_dir"),
-                        **config.get("dataset_options", {}))  # fmt: skip
+    ds = create_dataset(
+        config["dataset"], data_dir=config.get("data_dir"), **config.get("dataset_options", {})
+    )
     matcher = InputMatcher(ds, seed=config.get("seed", 0)) if config.get("match", True) else None
     watcher = Watcher(matcher, budget=config.get("budget", 0.2), seed=config.get("seed", 0))
     code = 0

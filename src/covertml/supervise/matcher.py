@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 import torch
-import torch.nn.functional as F
+import torch.nn.functional as F  # noqa: N812
 
 from covertml.data.base import Dataset
 
@@ -71,7 +71,8 @@ def _standardize(x: torch.Tensor) -> torch.Tensor:
     """Each (input, channel) plane to zero mean; each input to unit norm."""
     x = x - x.mean(dim=(-2, -1), keepdim=True)
     flat = x.reshape(x.shape[0], -1)
-    return (flat / flat.norm(dim=1, keepdim=True).clamp_min(1e-8)).reshape(x.shape)
+    out: torch.Tensor = (flat / flat.norm(dim=1, keepdim=True).clamp_min(1e-8)).reshape(x.shape)
+    return out
 
 
 def _view(x: torch.Tensor, side: tuple[int, int], *, grey: bool) -> torch.Tensor:
@@ -112,7 +113,7 @@ class InputMatcher:
             items = np.concatenate([np.asarray(dataset.train.x), np.asarray(dataset.test.x)])
             owner = torch.from_numpy(items).permute(0, 3, 1, 2).float()  # NHWC -> NCHW
             self.shape = tuple(int(v) for v in owner.shape[1:])
-            c, h, w = self.shape
+            _, h, w = self.shape
             scale = max(h, w) / FINE
             self.fine = (h, w) if scale <= 1 else (round(h / scale), round(w / scale))
             self.shift = max(1, round(self.fine[0] / 8))
@@ -189,10 +190,12 @@ class InputMatcher:
     def _score(self, batch: torch.Tensor | sp.csr_matrix) -> np.ndarray:
         if isinstance(batch, sp.spmatrix):  # text rows (the null and the noise)
             rows = _row_normalize(sp.csr_matrix(batch, dtype=np.float32))
-            return np.concatenate([
-                (self.rows @ rows[i : i + 200].T).max(axis=0).toarray().ravel()
-                for i in range(0, rows.shape[0], 200)
-            ]).astype(np.float64)  # fmt: skip
+            return np.concatenate(
+                [
+                    (self.rows @ rows[i : i + 200].T).max(axis=0).toarray().ravel()
+                    for i in range(0, rows.shape[0], 200)
+                ]
+            ).astype(np.float64)
         with torch.no_grad():
             if self.modality != "image":
                 x = batch / batch.norm(dim=1, keepdim=True).clamp_min(1e-8)
@@ -218,10 +221,12 @@ class InputMatcher:
         if not shifts:  # mixtures: in colour, unshifted
             return centred
         views = torch.stack(
-            [_view(fine[:, :, dy : dy + h, dx : dx + w], self.coarse, grey=True)
-             for dy, dx in self.offsets],
+            [
+                _view(fine[:, :, dy : dy + h, dx : dx + w], self.coarse, grey=True)
+                for dy, dx in self.offsets
+            ],
             dim=1,
-        ).reshape(len(fine), len(self.offsets), -1)  # fmt: skip
+        ).reshape(len(fine), len(self.offsets), -1)
         shifted = (views @ self.coarse_items.T).amax(dim=1).topk(k, dim=1).indices  # crops
         return torch.cat([centred, shifted], dim=1)
 
@@ -233,7 +238,7 @@ class InputMatcher:
         residual = _standardize((x - (x * a).sum(1, keepdim=True) * a).reshape(fine.shape))
         _, second = self._best(residual, self._candidates(residual, shifts=False))
         explained = _two_item_fit(x, a, second.reshape(len(batch), -1))
-        return np.maximum(first, explained).astype(np.float64)
+        return np.asarray(np.maximum(first, explained), dtype=np.float64)
 
     def _best(self, fine: torch.Tensor, cand: torch.Tensor) -> tuple[np.ndarray, torch.Tensor]:
         """Best correlation over the candidates and shifts, and the aligned item."""
@@ -245,8 +250,9 @@ class InputMatcher:
         padded = padded.clone()  # a crop's border is black, in each item's own standardization
         padded[:, :, s : s + h, s : s + w] = items.reshape(bsz * k, ch, h, w)
         kernels = fine.repeat_interleave(k, dim=0)  # (batch*k) x C x h x w
-        dots = F.conv2d(padded.reshape(1, bsz * k * ch, h + 2 * s, w + 2 * s), kernels,
-                        groups=bsz * k)[0]  # fmt: skip
+        dots = F.conv2d(
+            padded.reshape(1, bsz * k * ch, h + 2 * s, w + 2 * s), kernels, groups=bsz * k
+        )[0]
         ones = torch.ones((ch, 1, h, w))
         flat = padded.reshape(bsz * k, ch, h + 2 * s, w + 2 * s)
         energy = F.conv2d(flat.pow(2), ones, groups=ch)  # per channel, per shift
@@ -277,22 +283,24 @@ class InputMatcher:
         flip = torch.from_numpy(rng.random(n) < 0.5)
         x[flip] = x[flip].flip(-1)
         gain = torch.from_numpy(rng.uniform(0.8, 1.2, size=(n, c, 1, 1))).float()
-        x = (x * gain + torch.from_numpy(rng.uniform(-0.2, 0.2, size=(n, 1, 1, 1))).float())
+        x = x * gain + torch.from_numpy(rng.uniform(-0.2, 0.2, size=(n, 1, 1, 1))).float()
         other = owner[torch.from_numpy(rng.integers(0, len(owner), size=n))] / 255.0
         kind = rng.random(n)
         lam = torch.from_numpy(rng.uniform(0.3, 0.7, size=(n, 1, 1, 1))).float()
         mix = torch.from_numpy(kind < 0.2)
         x[mix] = (lam * x + (1 - lam) * other)[mix]
         for i in np.flatnonzero((kind >= 0.2) & (kind < 0.4)):  # cutmix: a box of another
-            bh, bw = (max(1, round(h * math.sqrt(rng.uniform(0.1, 0.4)))),
-                      max(1, round(w * math.sqrt(rng.uniform(0.1, 0.4)))))  # fmt: skip
+            bh, bw = (
+                max(1, round(h * math.sqrt(rng.uniform(0.1, 0.4)))),
+                max(1, round(w * math.sqrt(rng.uniform(0.1, 0.4)))),
+            )
             y0, x0 = rng.integers(0, h - bh + 1), rng.integers(0, w - bw + 1)
             x[i, :, y0 : y0 + bh, x0 : x0 + bw] = other[i, :, y0 : y0 + bh, x0 : x0 + bw]
         return x
 
 
 def _two_item_fit(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
-    """sqrt of the share of each (unit, zero-mean) row of ``x`` that ``a`` and ``b`` explain."""
+    """Sqrt of the share of each (unit, zero-mean) row of ``x`` that ``a`` and ``b`` explain."""
     aa, bb, ab = (a * a).sum(1), (b * b).sum(1), (a * b).sum(1)
     xa, xb = (x * a).sum(1), (x * b).sum(1)
     det = (aa * bb - ab * ab).clamp_min(1e-12)
@@ -311,7 +319,9 @@ def _random_rows(rng: np.random.Generator, n: int, rows: sp.csr_matrix) -> sp.cs
     length = max(1, int(np.median(np.diff(rows.indptr))))
     cols = rng.integers(0, rows.shape[1], size=n * length)
     data = np.ones(n * length, dtype=np.float32)
-    return sp.csr_matrix((data, cols, np.arange(0, n * length + 1, length)), shape=(n, rows.shape[1]))
+    return sp.csr_matrix(
+        (data, cols, np.arange(0, n * length + 1, length)), shape=(n, rows.shape[1])
+    )
 
 
 def _gen(rng: np.random.Generator) -> torch.Generator:

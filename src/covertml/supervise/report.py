@@ -123,8 +123,13 @@ def input_finding(seen: Observations, matcher: MatchStats) -> GuardFinding:
         f"data (score < {matcher.threshold:.3f}; tolerated: {TOLERANCE:.0%})",
         flagged=False,
         p_value=p,
-        evidence={"checked": n, "unmatched": k, "share": share, "tolerance": TOLERANCE,
-                  "seen": seen.inputs_seen},  # fmt: skip
+        evidence={
+            "checked": n,
+            "unmatched": k,
+            "share": share,
+            "tolerance": TOLERANCE,
+            "seen": seen.inputs_seen,
+        },
     )
 
 
@@ -235,8 +240,11 @@ def scan_files(
             rows.append(row)
             continue
         p = min((d.p_value for d in report.reports), default=1.0)
-        row.update(verdict=report.verdict, p_value=p,
-                   detectors=[d.detector for d in report.reports if d.flagged])  # fmt: skip
+        row.update(
+            verdict=report.verdict,
+            p_value=p,
+            detectors=[d.detector for d in report.reports if d.flagged],
+        )
         if sanitize:
             row["sanitized"] = _sanitize(path, sanitize, dataset, seed)
         rows.append(row)
@@ -258,8 +266,9 @@ def _sanitize(path: Path, method: str, dataset: Dataset | None, seed: int) -> st
 
     stem = path.name.split(".")[0]
     target = path.with_name(f"{stem}.sanitized-{method}.safetensors")
-    sanitize_file(path, target, create_sanitizer(method), seed=seed, dataset=dataset,
-                  allow_pickle=True)  # fmt: skip
+    sanitize_file(
+        path, target, create_sanitizer(method), seed=seed, dataset=dataset, allow_pickle=True
+    )
     return str(target)
 
 
@@ -282,12 +291,12 @@ def build_report(
     audits: list[dict[str, Any]] = []
     known: dict[str, ScanReport] = {}
     if dataset is not None:
-        audits, enc = audit_snapshots(seen.snapshots, dataset, alpha=alpha, seed=seed,
-                                      known=known)  # fmt: skip
+        audits, enc = audit_snapshots(seen.snapshots, dataset, alpha=alpha, seed=seed, known=known)
         if enc is not None:
             tests.append(enc)
-    rows, file_findings = scan_files(files, dataset, alpha=alpha, sanitize=sanitize, seed=seed,
-                                     known=known)  # fmt: skip
+    rows, file_findings = scan_files(
+        files, dataset, alpha=alpha, sanitize=sanitize, seed=seed, known=known
+    )
     tests += file_findings
     adjusted = holm([f.p_value if f.p_value is not None else 1.0 for f in tests])
     findings = [
@@ -297,8 +306,9 @@ def build_report(
     findings += _other_findings(seen)
     findings.sort(key=lambda f: (not f.flagged, f.p_value if f.p_value is not None else 0))
     flagged = any(f.flagged for f in findings)
-    verdict = "suspicious" if flagged else ("error" if script_exit not in (None, 0) else
-                                            "no findings")  # fmt: skip
+    verdict = (
+        "suspicious" if flagged else ("error" if script_exit not in (None, 0) else "no findings")
+    )
     return GuardReport(
         verdict=verdict,
         findings=tuple(findings),
@@ -366,4 +376,4 @@ def unmatched_images(seen: Observations) -> np.ndarray | None:
         return None
     x = np.stack(arrays).mean(axis=1)
     lo, hi = x.min(axis=(1, 2), keepdims=True), x.max(axis=(1, 2), keepdims=True)
-    return ((x - lo) / np.maximum(hi - lo, 1e-8) * 255).astype(np.uint8)
+    return np.asarray((x - lo) / np.maximum(hi - lo, 1e-8) * 255, dtype=np.uint8)

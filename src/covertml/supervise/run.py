@@ -35,7 +35,7 @@ def child_command(
     parts = list(command)
     if parts and Path(parts[0]).name.startswith("python"):
         parts = parts[1:]
-    if not parts or not (parts[0].endswith(".py") or parts[0] == "-m" and len(parts) > 1):
+    if not parts or not (parts[0].endswith(".py") or (parts[0] == "-m" and len(parts) > 1)):
         raise ConfigError(
             f"the guard runs Python training scripts; got {' '.join(command) or 'nothing'!r}",
             fix="give the script after --, e.g. covertml guard -d digits -- python train.py",
@@ -78,10 +78,19 @@ def run_guarded(
         shutil.rmtree(work)
     work.mkdir(parents=True)
     config = folder / "guard-config.json"
-    atomic_write_text(config, json.dumps({
-        "dataset": dataset, "data_dir": data_dir, "dataset_options": dataset_options or {},
-        "out": str(work), "budget": budget, "seed": seed,
-    }))  # fmt: skip
+    atomic_write_text(
+        config,
+        json.dumps(
+            {
+                "dataset": dataset,
+                "data_dir": data_dir,
+                "dataset_options": dataset_options or {},
+                "out": str(work),
+                "budget": budget,
+                "seed": seed,
+            }
+        ),
+    )
     argv = child_command(command, config, cwd=cwd)
     since = time.time()
     env = {**os.environ, "COVERTML_GUARD": str(config)}
@@ -97,7 +106,11 @@ def run_guarded(
     files = [p for p in model_files(seen.saved, [root], since) if folder not in p.parents]
     from covertml.supervise.matcher import MatchStats
 
-    stats = json.loads((work / "matcher.json").read_text()) if (work / "matcher.json").exists() else None
+    stats = (
+        json.loads((work / "matcher.json").read_text())
+        if (work / "matcher.json").exists()
+        else None
+    )
     report = build_report(
         seen,
         matcher=MatchStats(**stats) if stats else None,

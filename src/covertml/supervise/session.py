@@ -96,8 +96,10 @@ class Guard:
     def report(self) -> GuardReport:
         """The verdict (after the ``with`` block)."""
         if self._report is None:
-            raise ConfigError("the guard's report exists after its with block",
-                              fix="read g.report after the block ends")  # fmt: skip
+            raise ConfigError(
+                "the guard's report exists after its with block",
+                fix="read g.report after the block ends",
+            )
         return self._report
 
 

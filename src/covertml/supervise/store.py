@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 from safetensors.torch import load_file, save
 
-from covertml.supervise.watch import Observations
 from covertml.paths import atomic_write, atomic_write_text
+from covertml.supervise.watch import Observations
 
 COUNTS = (
     "inputs_seen",
@@ -33,13 +33,21 @@ def save_observations(seen: Observations, out: Path) -> None:
     """Writes ``seen`` under ``out`` (see the module docstring)."""
     out.mkdir(parents=True, exist_ok=True)
     data = {k: getattr(seen, k) for k in COUNTS}
-    data.update(tamper=seen.tamper, saved=seen.saved, shapes=seen.shapes,
-                guard_seconds=seen.guard_seconds, wall_seconds=seen.wall_seconds,
-                example_steps=[e["step"] for e in seen.examples],
-                example_scores=[e["score"] for e in seen.examples])  # fmt: skip
+    data.update(
+        tamper=seen.tamper,
+        saved=seen.saved,
+        shapes=seen.shapes,
+        guard_seconds=seen.guard_seconds,
+        wall_seconds=seen.wall_seconds,
+        example_steps=[e["step"] for e in seen.examples],
+        example_scores=[e["score"] for e in seen.examples],
+    )
     buf = io.BytesIO()
-    np.savez(buf, scores=np.asarray(seen.scores, dtype=np.float32),
-             **{f"input{i}": e["input"] for i, e in enumerate(seen.examples)})  # fmt: skip
+    np.savez(
+        buf,
+        scores=np.asarray(seen.scores, dtype=np.float32),
+        **{f"input{i}": e["input"] for i, e in enumerate(seen.examples)},
+    )
     with atomic_write(out / "examples.npz") as f:
         f.write(buf.getvalue())
     snaps = out / "snapshots"
@@ -58,16 +66,19 @@ def save_observations(seen: Observations, out: Path) -> None:
 def load_observations(out: Path) -> Observations:
     """Reads what :func:`save_observations` wrote."""
     data = json.loads((out / "observed.json").read_text())
-    seen = Observations(**{k: int(data[k]) for k in COUNTS})
+    seen = Observations()
+    for k in COUNTS:
+        setattr(seen, k, int(data[k]))
     seen.tamper, seen.saved, seen.shapes = data["tamper"], data["saved"], data["shapes"]
     seen.guard_seconds, seen.wall_seconds = data["guard_seconds"], data["wall_seconds"]
     with np.load(out / "examples.npz", allow_pickle=False) as npz:
         seen.scores = npz["scores"].astype(float).tolist()
         seen.examples = [
             {"step": s, "score": sc, "input": npz[f"input{i}"]}
-            for i, (s, sc) in enumerate(zip(data["example_steps"], data["example_scores"],
-                                            strict=True))
-        ]  # fmt: skip
+            for i, (s, sc) in enumerate(
+                zip(data["example_steps"], data["example_scores"], strict=True)
+            )
+        ]
     for step in data["snapshot_steps"]:
         name = "final" if step < 0 else f"step-{step}"
         seen.snapshots.append((int(step), load_file(out / "snapshots" / f"{name}.safetensors")))

@@ -75,7 +75,9 @@ class Observations:
             "steps": self.steps,
             "steps_without_forward": self.steps_without_forward,
             "score_quantiles": (
-                dict(zip(("min", "p01", "p50"), np.quantile(s, [0, 0.01, 0.5]).tolist()))
+                dict(
+                    zip(("min", "p01", "p50"), np.quantile(s, [0, 0.01, 0.5]).tolist(), strict=True)
+                )
                 if s.size
                 else {}
             ),
@@ -299,7 +301,7 @@ class Watcher:
         parts = []
         for p in params:
             pos = self._positions.get(id(p))
-            if pos is None or pos.numel() and int(pos.max()) >= p.numel():
+            if pos is None or (pos.numel() and int(pos.max()) >= p.numel()):
                 count = min(FINGERPRINT_VALUES, p.numel())
                 pos = torch.from_numpy(self.rng.choice(p.numel(), size=count, replace=False))
                 self._positions[id(p)] = pos
@@ -315,9 +317,7 @@ class Watcher:
             return
         if now.numpy().tobytes() in self._known:
             return  # an earlier state restored (e.g. the best epoch's weights)
-        changed = (
-            int((now != self._last).sum()) if now.shape == self._last.shape else now.numel()
-        )
+        changed = int((now != self._last).sum()) if now.shape == self._last.shape else now.numel()
         self.seen.tamper.append(
             {
                 "kind": "changed-outside-step",
@@ -340,8 +340,9 @@ class Watcher:
             self._handles[3].id in optim_hooks._global_optimizer_post_hooks,
         ]
         if not all(present) or nn.Module.__call__ is not _MODULE_CALL:
-            self.seen.tamper.append({"kind": "hooks-removed", "step": self.seen.steps,
-                                     "when": when})  # fmt: skip
+            self.seen.tamper.append(
+                {"kind": "hooks-removed", "step": self.seen.steps, "when": when}
+            )
 
     # -- snapshots ----------------------------------------------------------------------
     def _model(self) -> nn.Module | None:
@@ -349,8 +350,13 @@ class Watcher:
         if not roots:
             return None
         ids = {id(p) for p in getattr(self, "_params", [])}
-        return max(roots, key=lambda m: (sum(id(p) in ids for p in m.parameters()),
-                                         sum(p.numel() for p in m.parameters())))  # fmt: skip
+        return max(
+            roots,
+            key=lambda m: (
+                sum(id(p) in ids for p in m.parameters()),
+                sum(p.numel() for p in m.parameters()),
+            ),
+        )
 
     def _snapshot(self) -> None:
         model = self._model()
