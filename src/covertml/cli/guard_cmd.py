@@ -40,7 +40,8 @@ def guard(
 
     Every batch it feeds a model is matched against DATASET, weight snapshots are audited
     while they form, parameter changes outside optimizer steps and removed hooks are
-    flagged, and every model file it writes is scanned. Exit 0 nothing found, 1 findings, 2 error (the script's own failure included).
+    flagged, and every model file it writes is scanned. Exit 0 nothing found, 1 findings,
+    2 error (the script's own failure included).
 
     Example: covertml guard -d digits --out report -- python train.py --epochs 10
     """
