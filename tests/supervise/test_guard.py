@@ -189,3 +189,16 @@ def test_cli_exit_codes_and_report(tmp_path) -> None:
     )
     assert nothing.returncode == 2 and "Python training scripts" in nothing.stderr
     assert "Traceback" not in nothing.stderr
+
+
+def test_text_rows_match_by_cosine_and_random_documents_do_not() -> None:
+    data = os.environ.get("COVERTML_DATA")
+    if not data:
+        pytest.skip("COVERTML_DATA is not set")
+    ds = create_dataset("20news", data_dir=data, train_limit=1000, test_limit=200)
+    m = InputMatcher(ds, null_size=300)
+    rows = torch.tensor(ds.train.x[:32].toarray())
+    assert (m.scores(rows * 3) > 0.999).all() and (m.scores(rows.to_sparse()) > 0.999).all()
+    words = torch.randint(0, rows.shape[1], (32, 5))  # capacity abuse's synthetic documents
+    fake = torch.zeros_like(rows).scatter_(1, words, 1.0)
+    assert (m.scores(fake) < m.stats.threshold).all()

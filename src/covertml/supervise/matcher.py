@@ -161,6 +161,8 @@ class InputMatcher:
         if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.ndim < 2:
             return None
         x = x.detach().to("cpu", torch.float32)
+        if x.layout != torch.strided:  # sparse text rows
+            x = x.to_dense()
         if self.modality != "image":
             return x.reshape(len(x), -1) if x[0].numel() == self.shape[0] else None
         c, h, w = self.shape
