@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import runpy
 import sys
@@ -167,7 +168,7 @@ def test_cli_exit_codes_and_report(tmp_path) -> None:
     exe = [sys.executable, "-m", "covertml.cli.main"]
     base = [*exe, "guard", "-d", "digits", "--budget", "0.5"]
     bad = subprocess.run(
-        [*base, "--out", "r1", "--", "python", "capacity.py"],
+        [*base, "--out", "r1", "--sanitize", "lsb-randomize", "--", "python", "capacity.py"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -176,6 +177,10 @@ def test_cli_exit_codes_and_report(tmp_path) -> None:
     assert "foreign-inputs" in bad.stdout and (tmp_path / "r1" / "guard.json").is_file()
     page = (tmp_path / "r1" / "guard.html").read_text()
     assert "data:image/png;base64," in page and "foreign-inputs" in page
+    copy = tmp_path / "model.sanitized-lsb-randomize.safetensors"  # beside, never over
+    assert copy.is_file() and (tmp_path / "model.pt").is_file()
+    (row,) = json.loads((tmp_path / "r1" / "guard.json").read_text())["files"]
+    assert row["sanitized"] == str(copy) and row["path"] == str(tmp_path / "model.pt")
     fails = subprocess.run(
         [*base, "--out", "r2", "--", "python", "fails.py"],
         cwd=tmp_path,
