@@ -8,20 +8,17 @@ form, checks that the parameters change only through optimizer steps, and scans 
 file the code writes. See docs/GUARD.md for what it can and cannot see.
 
 Example:
-    >>> from covertml.supervise import Guard, list_watchers
-    >>> list_watchers()
-    ['inputs', 'optimizer-steps', 'model-files']
+    >>> from covertml.data import create_dataset
+    >>> from covertml.supervise import InputMatcher
+    >>> stats = InputMatcher(create_dataset("digits"), null_size=300).stats
+    >>> stats.noise_pass, 0.5 < stats.threshold < 1.0   # no uniform noise passes as a digit
+    (0.0, True)
 """
 
 from covertml.supervise.matcher import InputMatcher, MatchStats
 from covertml.supervise.report import GuardFinding, GuardReport, build_report
 from covertml.supervise.session import Guard, guard
 from covertml.supervise.watch import Observations, Watcher
-
-
-def list_watchers() -> list[str]:
-    """What the guard watches."""
-    return ["inputs", "optimizer-steps", "model-files"]
 
 
 __all__ = [
@@ -34,5 +31,4 @@ __all__ = [
     "Watcher",
     "build_report",
     "guard",
-    "list_watchers",
 ]

@@ -158,8 +158,10 @@ class InputMatcher:
 
     def canonical(self, x: torch.Tensor) -> torch.Tensor | None:
         """``x`` as a float batch of the owner's shape, or ``None`` when it cannot be."""
-        if not isinstance(x, torch.Tensor) or not x.is_floating_point() or x.ndim < 2:
+        if not isinstance(x, torch.Tensor) or x.ndim < 2 or x.is_complex():
             return None
+        if not x.is_floating_point() and (self.modality != "image" or x.dtype == torch.bool):
+            return None  # token ids, masks: nothing to compare (uint8 pixels are fine)
         x = x.detach().to("cpu", torch.float32)
         if x.layout != torch.strided:  # sparse text rows
             x = x.to_dense()

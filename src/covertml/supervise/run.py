@@ -29,8 +29,8 @@ def child_command(
     """The command that runs ``command``'s Python script under the watchers.
 
     Example:
-        >>> child_command(["python", "train.py", "--lr", "0.1"], Path("c.json"))[-4:]
-        ['c.json', 'train.py', '--lr', '0.1']
+        >>> child_command(["python", "-m", "their.train", "--lr", "0.1"], Path("c.json"))[1:]
+        ['-m', 'covertml.supervise.child', 'c.json', '-m', 'their.train', '--lr', '0.1']
     """
     parts = list(command)
     if parts and Path(parts[0]).name.startswith("python"):
