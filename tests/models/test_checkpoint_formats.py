@@ -80,10 +80,19 @@ def test_pickle_with_state_dict_key_keeps_its_metadata(tmp_path: Path) -> None:
     assert list(ck) == ["w"] and ck.metadata == {"note": "x", "n": "3"}
 
 
-def test_pickle_refuses_non_tensors_and_objects(tmp_path: Path) -> None:
+def test_pickle_training_checkpoints_flatten_and_objects_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "m.pt"
-    torch.save({"w": torch.ones(2), "step": 3}, path)
-    with pytest.raises(ModelFileError, match="state dict of tensors"):
+    model = torch.nn.Linear(3, 2)
+    opt = torch.optim.Adam(model.parameters())
+    model(torch.ones(1, 3)).sum().backward()
+    opt.step()
+    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": 3}, path)
+    ck = open_checkpoint(path, allow_pickle=True)
+    assert {"model.weight", "model.bias", "optimizer.state.0.exp_avg"} <= set(ck)
+    assert torch.equal(ck["model.weight"], model.weight.detach())
+    assert ck.metadata["epoch"] == "3"
+    torch.save({"epoch": 3}, path)
+    with pytest.raises(ModelFileError, match="no tensors"):
         open_checkpoint(path, allow_pickle=True)
     torch.save({"w": torch.ones(2), "opt": Path("x")}, path)
     with pytest.raises(ModelFileError, match="could not be read safely"):

@@ -177,7 +177,7 @@ def test_cli_exit_codes_and_report(tmp_path) -> None:
     assert "foreign-inputs" in bad.stdout and (tmp_path / "r1" / "guard.json").is_file()
     page = (tmp_path / "r1" / "guard.html").read_text()
     assert "data:image/png;base64," in page and "foreign-inputs" in page
-    copy = tmp_path / "model.sanitized-lsb-randomize.safetensors"  # beside, never over
+    copy = tmp_path / "model.pt.sanitized-lsb-randomize.safetensors"  # beside, never over
     assert copy.is_file() and (tmp_path / "model.pt").is_file()
     (row,) = json.loads((tmp_path / "r1" / "guard.json").read_text())["files"]
     assert row["sanitized"] == str(copy) and row["path"] == str(tmp_path / "model.pt")
@@ -207,3 +207,61 @@ def test_text_rows_match_by_cosine_and_random_documents_do_not() -> None:
     words = torch.randint(0, rows.shape[1], (32, 5))  # capacity abuse's synthetic documents
     fake = torch.zeros_like(rows).scatter_(1, words, 1.0)
     assert (m.scores(fake) < m.stats.threshold).all()
+
+
+HONEST_VARIANTS = """
+import torch, torch.nn.functional as F
+from torch import nn
+from sklearn.datasets import load_digits
+d = load_digits()
+x = torch.tensor(d.images, dtype=torch.float32)[:, None] / 16.0
+y = torch.tensor(d.target)
+gen = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU())
+head = nn.Linear(32, 10)
+loss_fn = nn.CrossEntropyLoss()                                   # a loss module
+o1 = torch.optim.Adam(gen.parameters(), lr=1e-3)                  # two optimizers
+o2 = torch.optim.SGD(head.parameters(), lr=0.05)
+for i in range(0, 960, 32):
+    gen.eval()                                                    # frozen-BN style: eval mode
+    out = head(gen(x[i:i + 32]))                                  # a head called on features
+    loss = loss_fn(out, y[i:i + 32])
+    o1.zero_grad(); o2.zero_grad(); loss.backward(); o1.step(); o2.step()
+    with torch.no_grad():
+        head.weight.clamp_(-0.5, 0.5)                             # weight clipping every step
+torch.save(obj={"gen": gen.state_dict()}, f="gen.pt")             # keyword arguments
+torch.save(head.half().state_dict(), "head.pt")                   # a cast before saving
+"""
+
+
+def test_honest_variants_the_review_found_are_clean(digits, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "train.py").write_text(HONEST_VARIANTS)
+    with Guard(digits, watch=[tmp_path], budget=1.0) as g:
+        runpy.run_path(str(tmp_path / "train.py"), run_name="__main__")
+    r = g.report
+    assert r.verdict == "no findings", [f.message for f in r.findings if f.flagged]
+    assert r.observed["inputs_checked"] == 960 and r.observed["inputs_uncomparable"] == 0
+    assert r.observed["steps"] == 60 and r.observed["steps_without_forward"] == 0
+    assert sorted(Path(f["path"]).name for f in r.files) == ["gen.pt", "head.pt"]
+
+
+def test_unreadable_model_files_and_noise_in_eval_mode_are_flagged(
+    digits, tmp_path, monkeypatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "train.py").write_text("""
+import torch, torch.nn.functional as F
+from torch import nn
+model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+model.eval()                                     # "not training", gradients on all the same
+for _ in range(20):
+    noise = torch.rand(32, 1, 8, 8)
+    loss = F.cross_entropy(model(noise), torch.randint(0, 10, (32,)))
+    opt.zero_grad(); loss.backward(); opt.step()
+torch.save(model, "model.pt")                    # a whole-module pickle: not weights-only
+""")
+    with Guard(digits, watch=[tmp_path], budget=1.0) as g:
+        runpy.run_path(str(tmp_path / "train.py"), run_name="__main__")
+    flagged = _flagged(g.report)
+    assert {"foreign-inputs", "unverifiable-file"} <= flagged, g.report.findings

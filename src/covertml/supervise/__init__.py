@@ -20,7 +20,6 @@ from covertml.supervise.report import GuardFinding, GuardReport, build_report
 from covertml.supervise.session import Guard, guard
 from covertml.supervise.watch import Observations, Watcher
 
-
 __all__ = [
     "Guard",
     "GuardFinding",

@@ -15,6 +15,7 @@ import runpy
 import sys
 import traceback
 from pathlib import Path
+from typing import NoReturn
 
 log = logging.getLogger("covertml.guard")
 
@@ -41,7 +42,23 @@ def main(argv: list[str]) -> int:
         config["dataset"], data_dir=config.get("data_dir"), **config.get("dataset_options", {})
     )
     matcher = InputMatcher(ds, seed=config.get("seed", 0)) if config.get("match", True) else None
-    watcher = Watcher(matcher, budget=config.get("budget", 0.2), seed=config.get("seed", 0))
+    watcher = Watcher(matcher, budget=config.get("budget", 0.15))
+    out = Path(config["out"])
+
+    def finish() -> None:
+        seen = watcher.uninstall()
+        save_observations(seen, out)
+        if matcher is not None:
+            (out / "matcher.json").write_text(json.dumps(matcher.stats.to_dict()))
+
+    real_exit, me = os._exit, os.getpid()
+
+    def guarded_exit(status: int) -> NoReturn:  # os._exit skips finally: save first
+        if os.getpid() == me:  # not in forked workers (multiprocessing exits them this way)
+            finish()
+        real_exit(status)
+
+    os._exit = guarded_exit
     code = 0
     watcher.install()
     try:
@@ -58,10 +75,8 @@ def main(argv: list[str]) -> int:
         traceback.print_exc()
         code = 1
     finally:
-        seen = watcher.uninstall()
-        save_observations(seen, Path(config["out"]))
-        if matcher is not None:
-            (Path(config["out"]) / "matcher.json").write_text(json.dumps(matcher.stats.to_dict()))
+        os._exit = real_exit
+        finish()
     return code
 
 

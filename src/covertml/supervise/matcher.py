@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 COARSE = 8  # side of the candidate-search view
 FINE = 16  # largest side of the alignment view
 TOP_K = 6  # candidates aligned per input
+CHUNK = 4096  # owner items compared at a time (bounds the shifted search's memory)
 
 
 @dataclass(frozen=True)
@@ -169,7 +170,11 @@ class InputMatcher:
             return x.reshape(len(x), -1) if x[0].numel() == self.shape[0] else None
         c, h, w = self.shape
         if x.ndim == 2 and x.shape[1] == c * h * w:
-            return x.reshape(-1, c, h, w)  # flattened rows; NHWC rows when c > 1 look alike
+            planar = x.reshape(-1, c, h, w)
+            if c == 1:
+                return planar
+            interleaved = x.reshape(-1, h, w, c).permute(0, 3, 1, 2)
+            return planar if _roughness(planar) <= _roughness(interleaved) else interleaved
         if x.ndim == 3 and c == 1:
             x = x[:, None]
         if x.ndim != 4:
@@ -180,6 +185,8 @@ class InputMatcher:
             if x.shape[1] not in (1, 3):
                 return None
             x = x.mean(dim=1, keepdim=True).expand(-1, c, -1, -1)  # grey script, colour data
+        if x.shape[-2] * 2 < h or x.shape[-1] * 2 < w:
+            return None  # far below the owner's resolution: nothing left to compare
         return x
 
     def scores(self, x: torch.Tensor) -> np.ndarray | None:
@@ -230,9 +237,19 @@ class InputMatcher:
                 for dy, dx in self.offsets
             ],
             dim=1,
-        ).reshape(len(fine), len(self.offsets), -1)
-        shifted = (views @ self.coarse_items.T).amax(dim=1).topk(k, dim=1).indices  # crops
-        return torch.cat([centred, shifted], dim=1)
+        ).reshape(len(fine) * len(self.offsets), -1)
+        best = torch.full((len(fine), 0), -2.0)
+        which = torch.zeros((len(fine), 0), dtype=torch.long)
+        for start in range(0, len(self.coarse_items), CHUNK):  # running top-k over items
+            sims = (views @ self.coarse_items[start : start + CHUNK].T).reshape(
+                len(fine), len(self.offsets), -1
+            )
+            top = sims.amax(dim=1).topk(min(k, sims.shape[2]), dim=1)
+            best = torch.cat([best, top.values], dim=1)
+            which = torch.cat([which, top.indices + start], dim=1)
+            keep = best.topk(min(k, best.shape[1]), dim=1).indices
+            best, which = best.gather(1, keep), which.gather(1, keep)
+        return torch.cat([centred, which], dim=1)  # crops: the best shift
 
     def _score_images(self, batch: torch.Tensor) -> np.ndarray:
         fine = _view(batch, self.fine, grey=False)
@@ -301,6 +318,11 @@ class InputMatcher:
             y0, x0 = rng.integers(0, h - bh + 1), rng.integers(0, w - bw + 1)
             x[i, :, y0 : y0 + bh, x0 : x0 + bw] = other[i, :, y0 : y0 + bh, x0 : x0 + bw]
         return x
+
+
+def _roughness(x: torch.Tensor) -> float:
+    """Mean difference between horizontal neighbours (natural images are smooth)."""
+    return float((x[:16, :, :, 1:] - x[:16, :, :, :-1]).abs().mean())
 
 
 def _two_item_fit(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> np.ndarray:

@@ -22,7 +22,7 @@ import torch
 from scipy import stats
 
 from covertml.audit import ScanContext, ScanReport, context_from_file, scan
-from covertml.audit.base import DEFAULT_ALPHA, holm
+from covertml.audit.base import DEFAULT_ALPHA, create_detector, holm
 from covertml.data.base import Dataset
 from covertml.errors import CovertMLError
 from covertml.supervise.matcher import MatchStats
@@ -31,6 +31,14 @@ from covertml.supervise.watch import Observations
 log = logging.getLogger(__name__)
 
 TOLERANCE = 0.01  # share of honest inputs allowed to match no owner item
+# Snapshots are audited for encodings of the owner's data; their low bits are the
+# ledger's business (lsb-stats on a half-trained model says nothing about a payload).
+SNAPSHOT_DETECTORS = ("owner-correlation", "owner-sign", "distribution")
+DETECTOR_TEXT = {
+    "owner-correlation": "weight values correlate with the owner's training items",
+    "owner-sign": "weight signs spell out the owner's training items",
+    "distribution": "the weights' distribution departs from an honest model's",
+}
 MODEL_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt", ".onnx", ".gguf")
 TAMPER_TEXT = {
     "hooks-removed": "the script removed covertml's hooks (or replaced nn.Module.__call__)",
@@ -153,7 +161,9 @@ def audit_snapshots(
 
     def run(i: int) -> ScanReport:
         if i not in done:
-            done[i] = scan(ScanContext(snapshots[i][1], dataset=dataset, seed=seed), alpha=alpha)
+            ctx = ScanContext(snapshots[i][1], dataset=dataset, seed=seed)
+            names = [d for d in SNAPSHOT_DETECTORS if create_detector(d).unavailable(ctx) is None]
+            done[i] = scan(ctx, detectors=names, alpha=alpha)
         return done[i]
 
     last = len(snapshots) - 1
@@ -182,12 +192,12 @@ def audit_snapshots(
     who = [d.detector for d in final.reports if d.flagged] or ["none"]
     step = snapshots[first][0]
     when = "the final state" if step < 0 else f"step {step}"
+    what = "; ".join(DETECTOR_TEXT.get(d, d) for d in who)
     return audits, GuardFinding(
         "encoding",
-        f"the trained weights {'spell out' if final.flagged else 'show no sign of'} the "
-        f"owner's data ({', '.join(who)}); first significant at {when}"
+        f"{what} ({', '.join(who)}); first significant at {when}"
         if final.flagged
-        else "no detector found the owner's data in the trained weights",
+        else "no detector found an encoding in the trained weights",
         flagged=False,
         p_value=p,
         step=step if final.flagged else None,
@@ -212,9 +222,12 @@ def model_files(saved: Sequence[str], roots: Sequence[Path], since: float) -> li
         for dirpath, _, names in os.walk(root):
             for name in names:
                 path = Path(dirpath) / name
-                if path.suffix in MODEL_SUFFIXES and path.stat().st_mtime >= since:
-                    found.add(path)
-    return sorted(p for p in found if ".sanitized" not in p.name)
+                try:
+                    if path.suffix in MODEL_SUFFIXES and path.stat().st_mtime >= since:
+                        found.add(path)
+                except OSError:  # a dangling link, a file gone meanwhile
+                    continue
+    return sorted(p for p in found if ".sanitized-" not in p.name)
 
 
 def scan_files(
@@ -232,13 +245,26 @@ def scan_files(
         row: dict[str, Any] = {"path": str(path)}
         try:
             ctx = context_from_file(path, dataset=dataset, seed=seed, allow_pickle=True)
-            same = (known or {}).get(digest(ctx.tensors))
-            row["same_as_final_state"] = same is not None
-            report = same if same is not None else scan(ctx, name=str(path), alpha=alpha)
-        except CovertMLError as exc:
+            same = digest(ctx.tensors) in (known or {})
+        except (CovertMLError, OSError) as exc:
             row.update(verdict="unreadable", error=str(exc))
             rows.append(row)
+            findings.append(
+                GuardFinding(
+                    "unverifiable-file",
+                    f"{path.name} was written by the script and cannot be read as a model "
+                    f"({exc}); whatever it holds was not checked",
+                    flagged=True,
+                    evidence={"path": str(path)},
+                )
+            )
             continue
+        row["same_as_final_state"] = same
+        # the final state's encodings are audited already: only its low bits are left
+        names = None
+        if same:
+            names = [d for d in ("lsb-stats",) if create_detector(d).unavailable(ctx) is None]
+        report = scan(ctx, detectors=names, name=str(path), alpha=alpha)
         p = min((d.p_value for d in report.reports), default=1.0)
         row.update(
             verdict=report.verdict,
@@ -246,7 +272,10 @@ def scan_files(
             detectors=[d.detector for d in report.reports if d.flagged],
         )
         if sanitize:
-            row["sanitized"] = _sanitize(path, sanitize, dataset, seed)
+            try:
+                row["sanitized"] = _sanitize(path, sanitize, dataset, seed)
+            except CovertMLError as exc:
+                row["sanitize_error"] = str(exc)
         rows.append(row)
         findings.append(
             GuardFinding(
@@ -264,11 +293,16 @@ def scan_files(
 def _sanitize(path: Path, method: str, dataset: Dataset | None, seed: int) -> str:
     from covertml.defenses import create_sanitizer, sanitize_file
 
-    stem = path.name.split(".")[0]
-    target = path.with_name(f"{stem}.sanitized-{method}.safetensors")
+    target = path.with_name(f"{path.name}.sanitized-{method}.safetensors")
     sanitize_file(
-        path, target, create_sanitizer(method), seed=seed, dataset=dataset, allow_pickle=True
-    )
+        path,
+        target,
+        create_sanitizer(method),
+        seed=seed,
+        dataset=dataset,
+        allow_pickle=True,
+        overwrite=target.exists(),
+    )  # an earlier guard run's copy
     return str(target)
 
 
@@ -297,13 +331,14 @@ def build_report(
     rows, file_findings = scan_files(
         files, dataset, alpha=alpha, sanitize=sanitize, seed=seed, known=known
     )
-    tests += file_findings
-    adjusted = holm([f.p_value if f.p_value is not None else 1.0 for f in tests])
+    tests += [f for f in file_findings if f.p_value is not None]
+    adjusted = holm([f.p_value for f in tests if f.p_value is not None])
     findings = [
         dataclasses.replace(f, p_value=float(a), flagged=bool(a <= alpha))
         for f, a in zip(tests, adjusted, strict=True)
     ]
-    findings += _other_findings(seen)
+    findings += [f for f in file_findings if f.p_value is None]  # unreadable: flagged as is
+    findings += _other_findings(seen, failed=script_exit not in (None, 0))
     findings.sort(key=lambda f: (not f.flagged, f.p_value if f.p_value is not None else 0))
     flagged = any(f.flagged for f in findings)
     verdict = (
@@ -322,19 +357,32 @@ def build_report(
     )
 
 
-def _other_findings(seen: Observations) -> list[GuardFinding]:
+def _other_findings(seen: Observations, *, failed: bool = False) -> list[GuardFinding]:
     out = []
     kinds: dict[str, list[dict[str, Any]]] = {}
     for t in seen.tamper:
         kinds.setdefault(t["kind"], []).append(t)
     for kind, events in kinds.items():
+        regular = all(e.get("regular") for e in events)
+        text = TAMPER_TEXT.get(kind, kind)
+        if regular:
+            text += " after most steps (a regular transform: weight clipping, max-norm)"
         out.append(
             GuardFinding(
                 "tamper",
-                f"{TAMPER_TEXT.get(kind, kind)}: {len(events)} time(s), first {events[0]['when']}",
-                flagged=True,
+                f"{text}: {len(events)} time(s), first {events[0]['when']}",
+                flagged=not regular,
                 step=int(events[0]["step"]),
                 evidence={"kind": kind, "events": events[:10]},
+            )
+        )
+    if seen.steps == 0 and not failed:  # a failed script is an error, reported as such
+        out.append(
+            GuardFinding(
+                "nothing-seen",
+                "the guard saw no optimizer step: training in other processes, a hand-written "
+                "update, or none at all -- it cannot vouch for this run",
+                flagged=True,
             )
         )
     if seen.steps_without_forward:
@@ -374,6 +422,7 @@ def unmatched_images(seen: Observations) -> np.ndarray | None:
     arrays = [e["input"] for e in seen.examples]
     if not arrays or arrays[0].ndim != 3:
         return None
+    arrays = [a for a in arrays if a.shape == arrays[0].shape]
     x = np.stack(arrays).mean(axis=1)
     lo, hi = x.min(axis=(1, 2), keepdims=True), x.max(axis=(1, 2), keepdims=True)
     return np.asarray((x - lo) / np.maximum(hi - lo, 1e-8) * 255, dtype=np.uint8)

@@ -32,9 +32,12 @@ def child_command(
         >>> child_command(["python", "-m", "their.train", "--lr", "0.1"], Path("c.json"))[1:]
         ['-m', 'covertml.supervise.child', 'c.json', '-m', 'their.train', '--lr', '0.1']
     """
-    parts = list(command)
+    parts, flags = list(command), list[str]()
     if parts and Path(parts[0]).name.startswith("python"):
         parts = parts[1:]
+        while parts and parts[0].startswith("-") and parts[0] != "-m":
+            take = 2 if parts[0] in ("-X", "-W") else 1  # interpreter options: kept
+            flags, parts = flags + parts[:take], parts[take:]
     if not parts or not (parts[0].endswith(".py") or (parts[0] == "-m" and len(parts) > 1)):
         raise ConfigError(
             f"the guard runs Python training scripts; got {' '.join(command) or 'nothing'!r}",
@@ -42,7 +45,7 @@ def child_command(
         )
     if parts[0] != "-m" and not (Path(cwd or ".") / parts[0]).is_file():
         raise ConfigError(f"no script {parts[0]!r}", fix="check the path of the training script")
-    return [sys.executable, "-m", "covertml.supervise.child", str(config), *parts]
+    return [sys.executable, *flags, "-m", "covertml.supervise.child", str(config), *parts]
 
 
 def run_guarded(
@@ -54,7 +57,7 @@ def run_guarded(
     dataset_options: dict[str, Any] | None = None,
     alpha: float = DEFAULT_ALPHA,
     sanitize: str | None = None,
-    budget: float = 0.2,
+    budget: float = 0.15,
     seed: int = 0,
     cwd: str | os.PathLike[str] | None = None,
 ) -> GuardReport:

@@ -49,7 +49,7 @@ class Guard:
         alpha: float = DEFAULT_ALPHA,
         sanitize: str | None = None,
         watch: Sequence[str | Path] = (),
-        budget: float = 0.2,
+        budget: float = 0.15,
         match: bool = True,
         seed: int = 0,
     ) -> None:
@@ -61,7 +61,7 @@ class Guard:
         self.watch = [Path(p) for p in watch]
         self.seed = seed
         self.matcher = InputMatcher(dataset, seed=seed) if match else None
-        self.watcher = Watcher(self.matcher, budget=budget, seed=seed)
+        self.watcher = Watcher(self.matcher, budget=budget)
         self._report: GuardReport | None = None
         self._since = 0.0
 

@@ -26,6 +26,7 @@ COUNTS = (
     "forwards",
     "steps",
     "steps_without_forward",
+    "hook_errors",
 )
 
 
@@ -35,9 +36,11 @@ def save_observations(seen: Observations, out: Path) -> None:
     data = {k: getattr(seen, k) for k in COUNTS}
     data.update(
         tamper=seen.tamper,
+        notes=seen.notes,
         saved=seen.saved,
         shapes=seen.shapes,
         guard_seconds=seen.guard_seconds,
+        match_seconds=seen.match_seconds,
         wall_seconds=seen.wall_seconds,
         example_steps=[e["step"] for e in seen.examples],
         example_scores=[e["score"] for e in seen.examples],
@@ -70,7 +73,9 @@ def load_observations(out: Path) -> Observations:
     for k in COUNTS:
         setattr(seen, k, int(data[k]))
     seen.tamper, seen.saved, seen.shapes = data["tamper"], data["saved"], data["shapes"]
+    seen.notes = data["notes"]
     seen.guard_seconds, seen.wall_seconds = data["guard_seconds"], data["wall_seconds"]
+    seen.match_seconds = data["match_seconds"]
     with np.load(out / "examples.npz", allow_pickle=False) as npz:
         seen.scores = npz["scores"].astype(float).tolist()
         seen.examples = [

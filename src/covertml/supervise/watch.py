@@ -2,27 +2,29 @@
 
 Installed in the process that runs the untrusted training code, before its own code runs:
 
-* a global ``nn.Module`` forward pre-hook sees every batch entering an outermost module
-  while gradients are on (training); the :class:`~covertml.supervise.matcher.InputMatcher`
-  scores its inputs, within a time budget (a share of the run's wall time; batches past
-  it are counted, not scored -- the choice never depends on their content);
+* global ``nn.Module`` forward hooks see every call of an outermost module that has
+  parameters, made with gradients on and outside a backward pass (training, whatever the
+  loop; loss modules and checkpoint recomputation are not inputs). Every image- or
+  row-shaped tensor among its arguments, keyword arguments included, is scored by the
+  :class:`~covertml.supervise.matcher.InputMatcher`, within a time budget (a share of the
+  run's wall time; batches past it are counted, not scored -- the choice never depends on
+  their content);
 * global optimizer step hooks count steps, keep snapshots of the trained model at doubling
-  intervals, and compare a fingerprint of the parameters (a fixed sample of values per
-  tensor) before each step with the one after the previous step: a change in between that
-  restores no earlier state is a change made outside any optimizer step (LSB rewriting);
+  intervals, and keep a :class:`~covertml.supervise.tamper.Ledger` of exact parameter
+  checksums: a change between steps that restores no earlier state is a change made
+  outside any optimizer step (LSB rewriting before a save);
 * ``torch.save`` and safetensors' writers are wrapped to record every path written.
 
-What it cannot stop is written in docs/GUARD.md: code in the same process can remove the
-hooks (which the watcher notices at its next step, and at exit) or train without
-``nn.Module`` (steps with no forward seen are counted).
+What it cannot stop is written in docs/GUARD.md.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,12 +35,12 @@ from torch.nn.modules import module as module_hooks
 from torch.optim import optimizer as optim_hooks
 
 from covertml.supervise.matcher import InputMatcher
+from covertml.supervise.tamper import Ledger
 
 log = logging.getLogger(__name__)
 
-FINGERPRINT_VALUES = 64  # values sampled per parameter tensor
 BUFFER = 256  # inputs scored together
-MAX_ROOTS = 8  # outermost modules remembered (the trained model is among them)
+MAX_ROOTS = 8  # outermost modules with parameters remembered (besides the pinned one)
 
 
 @dataclass
@@ -53,18 +55,22 @@ class Observations:
     forwards: int = 0
     steps: int = 0
     steps_without_forward: int = 0
+    hook_errors: int = 0
     scores: list[float] = field(default_factory=list)
     examples: list[dict[str, Any]] = field(default_factory=list)
     tamper: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[dict[str, Any]] = field(default_factory=list)
     snapshots: list[tuple[int, dict[str, torch.Tensor]]] = field(default_factory=list)
     saved: list[str] = field(default_factory=list)
     guard_seconds: float = 0.0
+    match_seconds: float = 0.0
     wall_seconds: float = 0.0
     shapes: dict[str, int] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         """The counts (no arrays), JSON-able."""
         s = np.asarray(self.scores)
+        quantiles = np.quantile(s, [0, 0.01, 0.5]).tolist() if s.size else []
         return {
             "inputs_seen": self.inputs_seen,
             "inputs_checked": self.inputs_checked,
@@ -74,27 +80,36 @@ class Observations:
             "forwards": self.forwards,
             "steps": self.steps,
             "steps_without_forward": self.steps_without_forward,
-            "score_quantiles": (
-                dict(
-                    zip(("min", "p01", "p50"), np.quantile(s, [0, 0.01, 0.5]).tolist(), strict=True)
-                )
-                if s.size
-                else {}
-            ),
+            "hook_errors": self.hook_errors,
+            "score_quantiles": dict(zip(("min", "p01", "p50"), quantiles, strict=False)),
             "input_shapes": dict(self.shapes),
             "guard_seconds": round(self.guard_seconds, 3),
+            "match_seconds": round(self.match_seconds, 3),
             "wall_seconds": round(self.wall_seconds, 3),
             "snapshot_steps": [step for step, _ in self.snapshots],
             "saved": list(self.saved),
             "tamper": list(self.tamper),
+            "notes": list(self.notes),
         }
 
 
-def _first_tensor(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    for value in (*args, *kwargs.values()):
-        if isinstance(value, torch.Tensor):
-            return value
-    return None
+def _tensors(value: Any, depth: int = 0) -> Iterator[torch.Tensor]:
+    """Tensors in an argument: itself, or inside lists, tuples and dicts (two levels)."""
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif depth < 2 and isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _tensors(v, depth + 1)
+    elif depth < 2 and isinstance(value, dict):
+        for v in value.values():
+            yield from _tensors(v, depth + 1)
+
+
+def _plain(x: torch.Tensor) -> bool:
+    """A real tensor with data (not meta, not a functorch wrapper, not empty)."""
+    if x.is_meta or x.ndim < 2 or x.shape[0] == 0:
+        return False
+    return not torch._C._functorch.is_functorch_wrapped_tensor(x)
 
 
 class Watcher:
@@ -106,7 +121,6 @@ class Watcher:
         max_snapshots: Most model snapshots kept (at doubling step intervals).
         snapshot_bytes: Most memory the snapshots may take together.
         examples: Unmatched inputs kept as examples.
-        seed: Seed of the fingerprint's sampled positions.
 
     Example:
         >>> w = Watcher(None).install()
@@ -123,42 +137,45 @@ class Watcher:
         self,
         matcher: InputMatcher | None,
         *,
-        budget: float = 0.2,
+        budget: float = 0.15,
         max_snapshots: int = 16,
         snapshot_bytes: int = 1 << 30,
         examples: int = 16,
-        seed: int = 0,
     ) -> None:
         self.matcher = matcher
         self.budget = budget
         self.max_snapshots = max_snapshots
         self.snapshot_bytes = snapshot_bytes
         self.n_examples = examples
-        self.rng = np.random.default_rng([seed, 0x6A7D])
         self.seen = Observations()
+        self.ledger = Ledger()
         self._handles: list[Any] = []
         self._depth = 0
-        self._forwards_at_step = 0
         self._roots: dict[int, nn.Module] = {}  # strong: the script's globals go at its end
-        self._positions: dict[int, torch.Tensor] = {}
-        self._last: torch.Tensor | None = None
-        self._known: set[bytes] = set()
+        self._pinned: nn.Module | None = None
+        self._params: set[int] = set()
         self._interval = 1
         self._start = 0.0
         self._patched: list[tuple[Any, str, Any]] = []
         self._installed = False
         self._buffer: list[tuple[int, torch.Tensor]] = []
         self._buffered = 0
+        self._step_comparable = False
+        self._step_pending = 0
+        self._edits_mid_run = 0
 
     # -- installation -------------------------------------------------------------------
     def install(self) -> Watcher:
         """Registers the global hooks and wraps the save functions."""
         self._start = time.perf_counter()
+        disable: Callable[[Any], Any] = torch.compiler.disable
         self._handles = [
-            module_hooks.register_module_forward_pre_hook(self._pre_forward),
-            module_hooks.register_module_forward_hook(self._post_forward, always_call=True),
-            optim_hooks.register_optimizer_step_pre_hook(self._pre_step),
-            optim_hooks.register_optimizer_step_post_hook(self._post_step),
+            module_hooks.register_module_forward_pre_hook(disable(self._pre_forward)),
+            module_hooks.register_module_forward_hook(
+                disable(self._post_forward), with_kwargs=True, always_call=True
+            ),
+            optim_hooks.register_optimizer_step_pre_hook(disable(self._pre_step)),
+            optim_hooks.register_optimizer_step_post_hook(disable(self._post_step)),
         ]
         self._wrap_saves()
         self._installed = True
@@ -169,8 +186,9 @@ class Watcher:
         if not self._installed:
             return self.seen
         t = time.perf_counter()
-        self._flush()
-        self.seen.guard_seconds += time.perf_counter() - t
+        self._guarded(self._flush)
+        self.seen.match_seconds += time.perf_counter() - t
+        self._end_step()
         self._check_hooks("at exit")
         self._check_outside("at exit")
         model = self._model()
@@ -182,6 +200,12 @@ class Watcher:
             setattr(owner, name, original)
         self._patched.clear()
         self._installed = False
+        self.seen.tamper = list(self.ledger.changes) + [
+            t for t in self.seen.tamper if t["kind"] != "changed-outside-step"
+        ]
+        self._judge_edits()
+        self.seen.notes += self.ledger.notes
+        self.seen.guard_seconds += time.perf_counter() - t
         self.seen.wall_seconds = time.perf_counter() - self._start
         return self.seen
 
@@ -189,6 +213,14 @@ class Watcher:
     def steps(self) -> int:
         """Optimizer steps seen."""
         return self.seen.steps
+
+    def _guarded(self, fn: Callable[..., None], *args: Any) -> None:
+        """Runs a check; a failure inside it is counted, never raised into the script."""
+        try:
+            fn(*args)
+        except Exception as exc:  # the script must not break because the guard did
+            self.seen.hook_errors += 1
+            log.info("guard check failed: %s", exc)
 
     def _wrap_saves(self) -> None:
         targets: list[tuple[Any, str]] = [(torch, "save")]
@@ -204,9 +236,16 @@ class Watcher:
             self._patched.append((owner, name, original))
 
     def _saver(self, original: Callable[..., Any]) -> Callable[..., Any]:
-        def save(obj: Any, path: Any, *args: Any, **kwargs: Any) -> Any:
+        signature = inspect.signature(original)
+        where = list(signature.parameters)[1]  # torch.save(obj, f), save_file(t, filename)
+
+        def save(*args: Any, **kwargs: Any) -> Any:
             self._check_outside("before saving")
-            out = original(obj, path, *args, **kwargs)
+            out = original(*args, **kwargs)
+            try:
+                path = signature.bind(*args, **kwargs).arguments.get(where)
+            except TypeError:
+                path = None
             if isinstance(path, (str, os.PathLike)):
                 self.seen.saved.append(os.path.abspath(os.fspath(path)))
             return out
@@ -216,45 +255,56 @@ class Watcher:
 
     # -- forwards -----------------------------------------------------------------------
     def _pre_forward(self, module: nn.Module, args: tuple[Any, ...]) -> None:
-        depth, self._depth = self._depth, self._depth + 1
-        if depth:
-            return
+        self._depth += 1
+
+    def _post_forward(
+        self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any
+    ) -> None:
+        self._depth = max(0, self._depth - 1)
+        if self._depth or torch._C._current_graph_task_id() != -1:
+            return  # an inner module, or a recomputation during backward
+        if next(module.parameters(), None) is None:
+            return  # a loss, a transform: no model
         self.seen.forwards += 1
-        if id(module) not in self._roots:
-            if len(self._roots) >= MAX_ROOTS:
-                self._roots.pop(next(iter(self._roots)))
-            self._roots[id(module)] = module
-        x = _first_tensor(args, {})
-        if x is None or x.ndim == 0:
+        self._remember(module)
+        tensors = [x for x in _tensors((args, kwargs)) if _plain(x)]
+        if not tensors:
             return
-        if not (torch.is_grad_enabled() and module.training):
-            self.seen.eval_inputs += int(x.shape[0])
+        if not torch.is_grad_enabled():
+            self.seen.eval_inputs += int(tensors[0].shape[0])
             return
         t = time.perf_counter()
-        try:
-            self._check(x)
-        finally:
-            self.seen.guard_seconds += time.perf_counter() - t
+        self._guarded(self._check, tensors)
+        spent = time.perf_counter() - t
+        self.seen.guard_seconds += spent
+        self.seen.match_seconds += spent
 
-    def _post_forward(self, module: nn.Module, args: Any, output: Any) -> None:
-        self._depth = max(0, self._depth - 1)
+    def _remember(self, module: nn.Module) -> None:
+        if id(module) in self._roots or module is self._pinned:
+            return
+        if len(self._roots) >= MAX_ROOTS:
+            self._roots.pop(next(iter(self._roots)))
+        self._roots[id(module)] = module
 
-    def _check(self, x: torch.Tensor) -> None:
-        n = int(x.shape[0])
+    def _check(self, tensors: list[torch.Tensor]) -> None:
+        n = int(tensors[0].shape[0])
         self.seen.inputs_seen += n
-        key = "x".join(str(v) for v in x.shape[1:]) + f" {str(x.dtype).removeprefix('torch.')}"
-        self.seen.shapes[key] = self.seen.shapes.get(key, 0) + n
+        for x in tensors[:1]:
+            key = "x".join(str(v) for v in x.shape[1:]) + " " + str(x.dtype).split(".")[-1]
+            self.seen.shapes[key] = self.seen.shapes.get(key, 0) + n
         if self.matcher is None:
             return
         elapsed = time.perf_counter() - self._start
-        if self.seen.guard_seconds > self.budget * elapsed and self.seen.inputs_checked > 0:
+        if self.seen.match_seconds > self.budget * elapsed and self.seen.inputs_checked > 0:
             return  # over the time budget: counted, not scored
-        batch = self.matcher.canonical(x)
-        if batch is None:
-            self.seen.inputs_uncomparable += n
+        batches = [b for b in (self.matcher.canonical(x) for x in tensors) if b is not None]
+        if not batches:
+            self._step_pending += n  # judged at the step: a head on features is no input
             return
-        self._buffer.append((self.seen.steps, batch.clone()))
-        self._buffered += n
+        self._step_comparable = True
+        for batch in batches:
+            self._buffer.append((self.seen.steps, batch.clone()))
+            self._buffered += len(batch)
         if self._buffered >= BUFFER:
             self._flush()
 
@@ -276,59 +326,52 @@ class Watcher:
                 {"step": int(steps[i]), "score": float(scores[i]), "input": batch[i].numpy()}
             )
 
+    def _end_step(self) -> None:
+        """A step whose forwards held no comparable tensor: those inputs were unverifiable."""
+        if not self._step_comparable:
+            self.seen.inputs_uncomparable += self._step_pending
+        self._step_comparable, self._step_pending = False, 0
+
     # -- optimizer steps ----------------------------------------------------------------
     def _pre_step(self, opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         t = time.perf_counter()
-        if self.seen.forwards == self._forwards_at_step:
-            self.seen.steps_without_forward += 1
         self._check_hooks(f"at step {self.seen.steps}")
-        self._check_outside(f"before step {self.seen.steps + 1}", opt)
+        before = len(self.ledger.changes)
+        self._guarded(lambda: self.ledger.before_step(opt, step=self.seen.steps))
+        if len(self.ledger.changes) > before and self.seen.steps:
+            self._edits_mid_run += 1
         self.seen.guard_seconds += time.perf_counter() - t
 
     def _post_step(self, opt: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         t = time.perf_counter()
         self.seen.steps += 1
-        self._forwards_at_step = self.seen.forwards
+        self._end_step()
+        book = self.ledger.books.get(id(opt))
+        if book is not None and book.forwards == self.seen.forwards:
+            self.seen.steps_without_forward += 1  # checked after the step: LBFGS closures
         self._depth = 0  # a forward that raised cannot leave the count behind
-        self._params = [p for g in opt.param_groups for p in g["params"]]
-        self._last = self._fingerprint(self._params)
-        self._known.add(self._last.numpy().tobytes())
+        self._guarded(
+            lambda: self.ledger.after_step(opt, step=self.seen.steps, forwards=self.seen.forwards)
+        )
+        self._params = {id(p) for g in opt.param_groups for p in g["params"]}
+        self._pin()
         if self.seen.steps % self._interval == 0:
-            self._snapshot()
+            self._guarded(self._snapshot)
         self.seen.guard_seconds += time.perf_counter() - t
 
-    def _fingerprint(self, params: list[torch.Tensor]) -> torch.Tensor:
-        parts = []
-        for p in params:
-            pos = self._positions.get(id(p))
-            if pos is None or (pos.numel() and int(pos.max()) >= p.numel()):
-                count = min(FINGERPRINT_VALUES, p.numel())
-                pos = torch.from_numpy(self.rng.choice(p.numel(), size=count, replace=False))
-                self._positions[id(p)] = pos
-            parts.append(p.detach().reshape(-1)[pos.to(p.device)].float().cpu())
-        return torch.cat(parts) if parts else torch.zeros(0)
+    def _check_outside(self, when: str) -> None:
+        self._guarded(lambda: self.ledger.check(when, step=self.seen.steps))
 
-    def _check_outside(self, when: str, opt: torch.optim.Optimizer | None = None) -> None:
-        if self._last is None:
-            return
-        params = [p for g in opt.param_groups for p in g["params"]] if opt else self._params
-        now = self._fingerprint(params)
-        if now.shape == self._last.shape and torch.equal(now, self._last):
-            return
-        if now.numpy().tobytes() in self._known:
-            return  # an earlier state restored (e.g. the best epoch's weights)
-        changed = int((now != self._last).sum()) if now.shape == self._last.shape else now.numel()
-        self.seen.tamper.append(
-            {
-                "kind": "changed-outside-step",
-                "step": self.seen.steps,
-                "when": when,
-                "sampled_values_changed": changed,
-                "sampled_values": int(now.numel()),
-            }
-        )
-        self._last = now
-        self._known.add(now.numpy().tobytes())
+    def _judge_edits(self) -> None:
+        """Marks edits as regular when they follow at least half of the steps.
+
+        A regular transform (weight clipping, max-norm) is reported, and its last edit,
+        before the save, is then not held against the run.
+        """
+        regular = self.seen.steps > 0 and self._edits_mid_run >= 0.5 * self.seen.steps
+        for event in self.seen.tamper:
+            if event["kind"] == "changed-outside-step":
+                event["regular"] = regular
 
     def _check_hooks(self, when: str) -> None:
         if any(t["kind"] == "hooks-removed" for t in self.seen.tamper):
@@ -345,17 +388,27 @@ class Watcher:
             )
 
     # -- snapshots ----------------------------------------------------------------------
-    def _model(self) -> nn.Module | None:
+    def _pin(self) -> None:
+        """Keeps the module that owns the optimizer's parameters (the trained model)."""
+        if self._pinned is not None and any(
+            id(p) in self._params for p in self._pinned.parameters()
+        ):
+            return
         roots = list(self._roots.values())
-        if not roots:
-            return None
-        ids = {id(p) for p in getattr(self, "_params", [])}
+        if roots:
+            self._pinned = max(
+                roots,
+                key=lambda m: (
+                    sum(id(p) in self._params for p in m.parameters()),
+                    sum(p.numel() for p in m.parameters()),
+                ),
+            )
+
+    def _model(self) -> nn.Module | None:
+        if self._pinned is not None:
+            return self._pinned
         return max(
-            roots,
-            key=lambda m: (
-                sum(id(p) in ids for p in m.parameters()),
-                sum(p.numel() for p in m.parameters()),
-            ),
+            self._roots.values(), key=lambda m: sum(p.numel() for p in m.parameters()), default=None
         )
 
     def _snapshot(self) -> None:

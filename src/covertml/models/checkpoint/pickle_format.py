@@ -63,16 +63,40 @@ def load_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]
             f"{path} does not hold a state dict of tensors (it holds a {type(obj).__name__})",
             fix="save model.state_dict()",
         )
-    for key, value in obj.items():
-        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
-            raise ModelFileError(
-                f"{path} does not hold a state dict of tensors "
-                f"({key!r} is a {type(value).__name__})",
-                fix="save model.state_dict()",
-            )
     if not isinstance(meta, dict):
         meta = {}
-    return dict(obj), {str(k): str(v) for k, v in meta.items()}
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, str] = {}
+    _flatten(obj, "", tensors, scalars, path)
+    if not tensors:
+        raise ModelFileError(f"{path} holds no tensors", fix="save model.state_dict()")
+    return tensors, {**scalars, **{str(k): str(v) for k, v in meta.items()}}
+
+
+def _flatten(
+    obj: Any, prefix: str, tensors: dict[str, torch.Tensor], scalars: dict[str, str], path: Path
+) -> None:
+    """A training checkpoint's nested dicts and lists, as dotted tensor names.
+
+    ``{"model": state_dict, "optimizer": {...}, "epoch": 3}`` -- the usual checkpoint of a
+    training loop -- gives ``model.*`` and ``optimizer.state.0.exp_avg``-style tensors (all
+    of them are in the file, so all are scanned) and ``epoch`` as metadata.
+    """
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj)
+    for key, value in items:
+        name = f"{prefix}{key}"
+        if isinstance(value, torch.Tensor):
+            tensors[name] = value
+        elif isinstance(value, (dict, list, tuple)):
+            _flatten(value, name + ".", tensors, scalars, path)
+        elif value is None or isinstance(value, (int, float, bool, str)):
+            scalars[name] = str(value)
+        else:
+            raise ModelFileError(
+                f"{path} does not hold a state dict of tensors "
+                f"({name!r} is a {type(value).__name__})",
+                fix="save model.state_dict()",
+            )
 
 
 def _info(name: str, tensor: torch.Tensor, file: Path) -> TensorInfo:
