@@ -105,7 +105,7 @@ class InputMatcher:
     """
 
     def __init__(
-        self, dataset: Dataset, *, seed: int = 0, null_size: int = 1000, quantile: float = 0.005
+        self, dataset: Dataset, *, seed: int = 0, null_size: int = 800, quantile: float = 0.005
     ) -> None:
         self.modality = dataset.modality
         self.seed = seed
@@ -134,7 +134,7 @@ class InputMatcher:
             self.colour_items = _view(centre, self.coarse, grey=False).reshape(2 * len(owner), -1)
             self.n = len(owner)
             null = self._augment(owner, rng, null_size)
-            noise = torch.rand((null_size, *self.shape), generator=_gen(rng))
+            noise = torch.rand((max(100, null_size // 4), *self.shape), generator=_gen(rng))
         else:
             x = sp.vstack([sp.csr_matrix(dataset.train.x), sp.csr_matrix(dataset.test.x)])
             self.rows = _row_normalize(sp.csr_matrix(x, dtype=np.float32))

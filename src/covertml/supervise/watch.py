@@ -163,19 +163,19 @@ class Watcher:
         self._step_comparable = False
         self._step_pending = 0
         self._edits_mid_run = 0
+        self._check_eager = _EAGER(self._check)
 
     # -- installation -------------------------------------------------------------------
     def install(self) -> Watcher:
         """Registers the global hooks and wraps the save functions."""
         self._start = time.perf_counter()
-        disable: Callable[[Any], Any] = torch.compiler.disable
         self._handles = [
-            module_hooks.register_module_forward_pre_hook(disable(self._pre_forward)),
+            module_hooks.register_module_forward_pre_hook(self._pre_forward),
             module_hooks.register_module_forward_hook(
-                disable(self._post_forward), with_kwargs=True, always_call=True
+                self._post_forward, with_kwargs=True, always_call=True
             ),
-            optim_hooks.register_optimizer_step_pre_hook(disable(self._pre_step)),
-            optim_hooks.register_optimizer_step_post_hook(disable(self._post_step)),
+            optim_hooks.register_optimizer_step_pre_hook(self._pre_step),
+            optim_hooks.register_optimizer_step_post_hook(self._post_step),
         ]
         self._wrap_saves()
         self._installed = True
@@ -261,6 +261,8 @@ class Watcher:
         self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any
     ) -> None:
         self._depth = max(0, self._depth - 1)
+        if torch.compiler.is_compiling():
+            return  # being traced by torch.compile: the eager calls are the ones to watch
         if self._depth or torch._C._current_graph_task_id() != -1:
             return  # an inner module, or a recomputation during backward
         if next(module.parameters(), None) is None:
@@ -274,7 +276,7 @@ class Watcher:
             self.seen.eval_inputs += int(tensors[0].shape[0])
             return
         t = time.perf_counter()
-        self._guarded(self._check, tensors)
+        self._guarded(self._check_eager, tensors)
         spent = time.perf_counter() - t
         self.seen.guard_seconds += spent
         self.seen.match_seconds += spent
@@ -424,6 +426,7 @@ class Watcher:
 
 
 _MODULE_CALL = nn.Module.__call__
+_EAGER: Callable[[Any], Any] = torch.compiler.disable  # never traced into the matcher
 
 
 def _copy_state(model: nn.Module) -> dict[str, torch.Tensor]:
