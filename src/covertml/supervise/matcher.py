@@ -105,7 +105,7 @@ class InputMatcher:
     """
 
     def __init__(
-        self, dataset: Dataset, *, seed: int = 0, null_size: int = 800, quantile: float = 0.005
+        self, dataset: Dataset, *, seed: int = 0, null_size: int = 800, quantile: float = 0.002
     ) -> None:
         self.modality = dataset.modality
         self.seed = seed
