@@ -265,3 +265,27 @@ torch.save(model, "model.pt")                    # a whole-module pickle: not we
         runpy.run_path(str(tmp_path / "train.py"), run_name="__main__")
     flagged = _flagged(g.report)
     assert {"foreign-inputs", "unverifiable-file"} <= flagged, g.report.findings
+
+
+def test_plain_sgd_on_sixteenths_is_clean_where_lsb_stats_alone_is_not(
+    digits, tmp_path, monkeypatch
+) -> None:
+    # x / 16 pixels and plain SGD: lsb-stats on the saved file flags this honest model (p ~
+    # 1e-9, a false positive of that test left open); the guard saw every change in a step
+    monkeypatch.chdir(tmp_path)
+    with Guard(digits, watch=[tmp_path], match=False) as g:
+        torch.manual_seed(1)
+        x = torch.tensor(digits.train.x, dtype=torch.float32).permute(0, 3, 1, 2) / 16.0
+        y = torch.tensor(digits.train.y).long()
+        m = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 512), torch.nn.ReLU(),
+                                torch.nn.Linear(512, 10))  # fmt: skip
+        opt = torch.optim.SGD(m.parameters(), lr=0.1)
+        for _ in range(200):
+            idx = torch.randint(0, len(x), (32,))
+            loss = torch.nn.functional.cross_entropy(m(x[idx]), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        torch.save(m.state_dict(), tmp_path / "model.pt")
+    assert g.report.verdict == "no findings", [f.message for f in g.report.findings if f.flagged]
+    assert g.report.files[0]["verdict"] == "the audited final state"

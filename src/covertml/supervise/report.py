@@ -238,6 +238,7 @@ def scan_files(
     sanitize: str | None = None,
     seed: int = 0,
     known: Mapping[str, ScanReport] | None = None,
+    steps_only: bool = False,
 ) -> tuple[list[dict[str, Any]], list[GuardFinding]]:
     """Scans each model file (pickles with ``weights_only``); sanitized copies beside them."""
     rows, findings = [], []
@@ -260,6 +261,15 @@ def scan_files(
             )
             continue
         row["same_as_final_state"] = same
+        if same and steps_only:
+            # audited as the final state, and only optimizer steps wrote its values: a
+            # low-bit payload would have been a change outside a step (the ledger's test,
+            # exact where lsb-stats is statistical and fires on some honest digits models)
+            row.update(verdict="the audited final state", p_value=1.0, detectors=[])
+            if sanitize:
+                _sanitize_row(row, path, sanitize, dataset, seed)
+            rows.append(row)
+            continue
         # the final state's encodings are audited already: only its low bits are left
         names = None
         if same:
@@ -272,10 +282,7 @@ def scan_files(
             detectors=[d.detector for d in report.reports if d.flagged],
         )
         if sanitize:
-            try:
-                row["sanitized"] = _sanitize(path, sanitize, dataset, seed)
-            except CovertMLError as exc:
-                row["sanitize_error"] = str(exc)
+            _sanitize_row(row, path, sanitize, dataset, seed)
         rows.append(row)
         findings.append(
             GuardFinding(
@@ -288,6 +295,15 @@ def scan_files(
             )
         )
     return rows, findings
+
+
+def _sanitize_row(
+    row: dict[str, Any], path: Path, method: str, dataset: Dataset | None, seed: int
+) -> None:
+    try:
+        row["sanitized"] = _sanitize(path, method, dataset, seed)
+    except CovertMLError as exc:
+        row["sanitize_error"] = str(exc)
 
 
 def _sanitize(path: Path, method: str, dataset: Dataset | None, seed: int) -> str:
@@ -329,7 +345,13 @@ def build_report(
         if enc is not None:
             tests.append(enc)
     rows, file_findings = scan_files(
-        files, dataset, alpha=alpha, sanitize=sanitize, seed=seed, known=known
+        files,
+        dataset,
+        alpha=alpha,
+        sanitize=sanitize,
+        seed=seed,
+        known=known,
+        steps_only=not seen.tamper,  # the ledger saw every change, and all were steps
     )
     tests += [f for f in file_findings if f.p_value is not None]
     adjusted = holm([f.p_value for f in tests if f.p_value is not None])
