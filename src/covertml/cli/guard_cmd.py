@@ -48,7 +48,7 @@ def guard(
     from covertml.report.guard_page import write_guard_html
     from covertml.supervise.report import unmatched_images
     from covertml.supervise.run import run_guarded
-    from covertml.supervise.store import load_observations
+    from covertml.supervise.store import load_examples
 
     report = run_guarded(
         command,
@@ -61,8 +61,8 @@ def guard(
         budget=budget,
         seed=seed,
     )
-    seen = load_observations(out.resolve() / "observed")
-    page = write_guard_html(report, out / "guard.html", examples=unmatched_images(seen))
+    examples = unmatched_images(load_examples(out.resolve() / "observed"))  # no snapshots
+    page = write_guard_html(report, out / "guard.html", examples=examples)
     if as_json:
         print_json(report.to_dict())
     else:

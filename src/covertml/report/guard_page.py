@@ -13,6 +13,7 @@ import numpy as np
 from covertml.paths import atomic_write_text
 from covertml.report.grid import image_grid
 from covertml.supervise.report import GuardReport
+from covertml.supervise.watch import COUNTS
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}
 table{border-collapse:collapse;margin:1rem 0}td,th{border:1px solid #ccc;padding:.3rem .6rem;
@@ -65,14 +66,7 @@ def guard_html(report: GuardReport, *, examples: np.ndarray | None = None) -> st
             [
                 [e(k.replace("_", " ")), e(str(o.get(k)))]
                 for k in (
-                    "inputs_seen",
-                    "inputs_checked",
-                    "inputs_unmatched",
-                    "inputs_uncomparable",
-                    "eval_inputs",
-                    "forwards",
-                    "steps",
-                    "steps_without_forward",
+                    *COUNTS,
                     "input_shapes",
                     "score_quantiles",
                     "guard_seconds",

@@ -439,9 +439,9 @@ def _other_findings(seen: Observations, *, failed: bool = False) -> list[GuardFi
     return out
 
 
-def unmatched_images(seen: Observations) -> np.ndarray | None:
+def unmatched_images(examples: Sequence[dict[str, Any]]) -> np.ndarray | None:
     """The kept unmatched inputs as ``uint8`` grey images (for the HTML page)."""
-    arrays = [e["input"] for e in seen.examples]
+    arrays = [e["input"] for e in examples]
     if not arrays or arrays[0].ndim != 3:
         return None
     arrays = [a for a in arrays if a.shape == arrays[0].shape]

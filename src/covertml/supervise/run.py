@@ -17,6 +17,7 @@ from covertml.audit.base import DEFAULT_ALPHA
 from covertml.data import create_dataset
 from covertml.errors import ConfigError
 from covertml.paths import atomic_write_text
+from covertml.supervise.matcher import MatchStats
 from covertml.supervise.report import GuardReport, build_report, model_files
 from covertml.supervise.store import load_observations
 
@@ -107,8 +108,6 @@ def run_guarded(
     seen = load_observations(work)
     root = Path(cwd or os.getcwd()).resolve()
     files = [p for p in model_files(seen.saved, [root], since) if folder not in p.parents]
-    from covertml.supervise.matcher import MatchStats
-
     stats = (
         json.loads((work / "matcher.json").read_text())
         if (work / "matcher.json").exists()

@@ -10,24 +10,13 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from safetensors.torch import load_file, save
 
 from covertml.paths import atomic_write, atomic_write_text
-from covertml.supervise.watch import Observations
-
-COUNTS = (
-    "inputs_seen",
-    "inputs_checked",
-    "inputs_unmatched",
-    "inputs_uncomparable",
-    "eval_inputs",
-    "forwards",
-    "steps",
-    "steps_without_forward",
-    "hook_errors",
-)
+from covertml.supervise.watch import COUNTS, Observations
 
 
 def save_observations(seen: Observations, out: Path) -> None:
@@ -76,15 +65,24 @@ def load_observations(out: Path) -> Observations:
     seen.notes = data["notes"]
     seen.guard_seconds, seen.wall_seconds = data["guard_seconds"], data["wall_seconds"]
     seen.match_seconds = data["match_seconds"]
+    seen.scores, seen.examples = _load_examples(out, data)
+    for step in data["snapshot_steps"]:
+        name = "final" if step < 0 else f"step-{step}"
+        seen.snapshots.append((int(step), load_file(out / "snapshots" / f"{name}.safetensors")))
+    return seen
+
+
+def load_examples(out: Path) -> list[dict[str, Any]]:
+    """Only the kept unmatched inputs (without the snapshots), e.g. for the HTML page."""
+    return _load_examples(out, json.loads((out / "observed.json").read_text()))[1]
+
+
+def _load_examples(out: Path, data: dict[str, Any]) -> tuple[list[float], list[dict[str, Any]]]:
     with np.load(out / "examples.npz", allow_pickle=False) as npz:
-        seen.scores = npz["scores"].astype(float).tolist()
-        seen.examples = [
+        examples = [
             {"step": s, "score": sc, "input": npz[f"input{i}"]}
             for i, (s, sc) in enumerate(
                 zip(data["example_steps"], data["example_scores"], strict=True)
             )
         ]
-    for step in data["snapshot_steps"]:
-        name = "final" if step < 0 else f"step-{step}"
-        seen.snapshots.append((int(step), load_file(out / "snapshots" / f"{name}.safetensors")))
-    return seen
+        return npz["scores"].astype(float).tolist(), examples

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import safetensors.torch as st
 import torch
 from torch import nn
 from torch.nn.modules import module as module_hooks
@@ -40,6 +41,17 @@ from covertml.supervise.tamper import Ledger
 log = logging.getLogger(__name__)
 
 BUFFER = 256  # inputs scored together
+COUNTS = (  # the integer counts of Observations (summary, store and report list them)
+    "inputs_seen",
+    "inputs_checked",
+    "inputs_unmatched",
+    "inputs_uncomparable",
+    "eval_inputs",
+    "forwards",
+    "steps",
+    "steps_without_forward",
+    "hook_errors",
+)
 MAX_ROOTS = 8  # outermost modules with parameters remembered (besides the pinned one)
 
 
@@ -72,15 +84,7 @@ class Observations:
         s = np.asarray(self.scores)
         quantiles = np.quantile(s, [0, 0.01, 0.5]).tolist() if s.size else []
         return {
-            "inputs_seen": self.inputs_seen,
-            "inputs_checked": self.inputs_checked,
-            "inputs_unmatched": self.inputs_unmatched,
-            "inputs_uncomparable": self.inputs_uncomparable,
-            "eval_inputs": self.eval_inputs,
-            "forwards": self.forwards,
-            "steps": self.steps,
-            "steps_without_forward": self.steps_without_forward,
-            "hook_errors": self.hook_errors,
+            **{k: getattr(self, k) for k in COUNTS},
             "score_quantiles": dict(zip(("min", "p01", "p50"), quantiles, strict=False)),
             "input_shapes": dict(self.shapes),
             "guard_seconds": round(self.guard_seconds, 3),
@@ -209,11 +213,6 @@ class Watcher:
         self.seen.wall_seconds = time.perf_counter() - self._start
         return self.seen
 
-    @property
-    def steps(self) -> int:
-        """Optimizer steps seen."""
-        return self.seen.steps
-
     def _guarded(self, fn: Callable[..., None], *args: Any) -> None:
         """Runs a check; a failure inside it is counted, never raised into the script."""
         try:
@@ -223,13 +222,7 @@ class Watcher:
             log.info("guard check failed: %s", exc)
 
     def _wrap_saves(self) -> None:
-        targets: list[tuple[Any, str]] = [(torch, "save")]
-        try:
-            import safetensors.torch as st
-
-            targets += [(st, "save_file"), (st, "save_model")]
-        except ImportError:  # pragma: no cover - safetensors is a dependency
-            pass
+        targets = [(torch, "save"), (st, "save_file"), (st, "save_model")]
         for owner, name in targets:
             original = getattr(owner, name)
             setattr(owner, name, self._saver(original))
