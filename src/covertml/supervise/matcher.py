@@ -131,7 +131,11 @@ class InputMatcher:
             s = self.shift
             centre = self.fine_items[:, :, s : self.fine[0] - s, s : self.fine[1] - s]
             self.coarse_items = _view(centre, self.coarse, grey=True).reshape(2 * len(owner), -1)
-            self.colour_items = _view(centre, self.coarse, grey=False).reshape(2 * len(owner), -1)
+            self.colour_items = (  # grey data: the same view, kept once
+                self.coarse_items
+                if owner.shape[1] == 1
+                else _view(centre, self.coarse, grey=False).reshape(2 * len(owner), -1)
+            )
             self.n = len(owner)
             null = self._augment(owner, rng, null_size)
             noise = torch.rand((max(100, null_size // 4), *self.shape), generator=_gen(rng))
