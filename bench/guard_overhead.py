@@ -106,7 +106,7 @@ def main() -> None:
     parser.add_argument("--data-dir", default=os.environ.get("COVERTML_DATA"))
     parser.add_argument("--only", default=None, help="digits or cifar10")
     parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--budget", type=float, default=0.15)
+    parser.add_argument("--budget", type=float, default=None, help="default: the guard's")
     args = parser.parse_args()
     cases = [c for c in ("digits", "cifar10") if args.only in (None, c)]
     rows, record = [], {}
@@ -147,8 +147,7 @@ def main() -> None:
                             "-d",
                             case,
                             *options,
-                            "--budget",
-                            str(args.budget),
+                            *(["--budget", str(args.budget)] if args.budget else []),
                             "--out",
                             "report",
                             "--",

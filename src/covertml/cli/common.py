@@ -2,43 +2,36 @@
 
 from __future__ import annotations
 
-import json
-import logging
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.logging import RichHandler
 
+from covertml.cli.console import (
+    DataDirOpt,
+    JsonOpt,
+    console,
+    err_console,
+    parse_kv,
+    print_json,
+    setup_logging,
+)
 from covertml.data.registry import DATASETS, list_datasets
-from covertml.errors import ConfigError
 from covertml.models.registry import list_models
-from covertml.paths import DATA_ENV
 
-console = Console()
-err_console = Console(stderr=True, soft_wrap=True)
-
-
-def setup_logging(verbose: bool) -> None:
-    """Routes library logs to stderr (warnings only unless ``verbose``)."""
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(message)s",
-        handlers=[RichHandler(console=err_console, show_path=False, show_time=False)],
-        force=True,
-    )
-
-
-DataDirOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--data-dir",
-        envvar=DATA_ENV,
-        help="Folder with the offline dataset archives.",
-        show_default=False,
-    ),
+__all__ = [
+    "DataDirOpt",
+    "DatasetOpt",
+    "JsonOpt",
+    "attack_help",
+    "console",
+    "default_model",
+    "err_console",
+    "model_help",
+    "parse_kv",
+    "print_json",
+    "setup_logging",
 ]
+
 DatasetOpt = Annotated[
     str,
     typer.Option(
@@ -47,7 +40,6 @@ DatasetOpt = Annotated[
         help="Dataset: " + ", ".join(list_datasets()) + ".",
     ),
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 
 def model_help() -> str:
@@ -65,27 +57,3 @@ def attack_help() -> str:
 def default_model(dataset: str) -> str:
     """The registry's default model for ``dataset``."""
     return str(DATASETS.get(dataset.partition(":")[0]).meta["default_model"])
-
-
-def parse_kv(pairs: list[str] | None, *, option: str) -> dict[str, Any]:
-    """Parses ``key=value`` pairs; values are read as JSON when possible (``3``, ``[1,2]``).
-
-    Example:
-        >>> parse_kv(["depth=32", "name=x", "hidden=[64,32]"], option="--model-arg")
-        {'depth': 32, 'name': 'x', 'hidden': [64, 32]}
-    """
-    out: dict[str, Any] = {}
-    for pair in pairs or []:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"{option} expects KEY=VALUE, got {pair!r}", fix=f"{option} depth=32")
-        try:
-            out[key] = json.loads(raw)
-        except ValueError:
-            out[key] = raw
-    return out
-
-
-def print_json(data: Any) -> None:
-    """Prints ``data`` as indented JSON on stdout (no markup)."""
-    typer.echo(json.dumps(data, indent=2, default=str))

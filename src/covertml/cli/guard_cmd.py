@@ -8,28 +8,41 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from covertml.cli.common import DataDirOpt, DatasetOpt, JsonOpt, console, parse_kv, print_json
+from covertml.cli.console import DataDirOpt, JsonOpt, console, parse_kv, print_json
+from covertml.supervise.defaults import DEFAULT_BUDGET, GUARD_ALPHA
+
+# Only light imports here: ``covertml guard`` starts the script's child process before
+# torch, the registries or the owner's data are loaded (see covertml.cli.main).
+OwnerDataOpt = Annotated[
+    str,
+    typer.Option(
+        "--dataset",
+        "-d",
+        help="The owner's data: a dataset name (covertml datasets lists them), npz:PATH or "
+        "imagefolder:PATH.",
+    ),
+]
 
 
 def guard(
     command: Annotated[
         list[str], typer.Argument(help="The training command, after --: python train.py ARGS")
     ],
-    dataset: DatasetOpt,
+    dataset: OwnerDataOpt,
     data_dir: DataDirOpt = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder of the report.")] = Path(
         "guard-report"
     ),
     alpha: Annotated[
         float, typer.Option("--alpha", help="Family-wise false-positive rate of the verdict.")
-    ] = 1e-3,
+    ] = GUARD_ALPHA,
     sanitize: Annotated[
         str | None,
         typer.Option("--sanitize", help="Write a sanitized copy beside each model file."),
     ] = None,
     budget: Annotated[
         float, typer.Option("--budget", help="Share of the run's time the input checks may take.")
-    ] = 0.15,
+    ] = DEFAULT_BUDGET,
     option: Annotated[
         list[str] | None, typer.Option("--option", help="Dataset option KEY=VALUE.")
     ] = None,
@@ -45,10 +58,7 @@ def guard(
 
     Example: covertml guard -d digits --out report -- python train.py --epochs 10
     """
-    from covertml.report.guard_page import write_guard_html
-    from covertml.supervise.report import unmatched_images
-    from covertml.supervise.run import run_guarded
-    from covertml.supervise.store import load_examples
+    from covertml.supervise.run import run_guarded  # light: the script starts first
 
     report = run_guarded(
         command,
@@ -61,6 +71,10 @@ def guard(
         budget=budget,
         seed=seed,
     )
+    from covertml.report.guard_page import write_guard_html
+    from covertml.supervise.report import unmatched_images
+    from covertml.supervise.store import load_examples
+
     examples = unmatched_images(load_examples(out.resolve() / "observed"))  # no snapshots
     page = write_guard_html(report, out / "guard.html", examples=examples)
     if as_json:

@@ -12,6 +12,7 @@ from covertml.data.base import Dataset, Documents, Split, images_to_float
 from covertml.data.registry import (
     DATASETS,
     archive_path,
+    check_dataset,
     create_dataset,
     dataset_status,
     list_datasets,
@@ -24,6 +25,7 @@ __all__ = [
     "Documents",
     "Split",
     "archive_path",
+    "check_dataset",
     "create_dataset",
     "dataset_status",
     "images_to_float",

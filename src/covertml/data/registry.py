@@ -62,6 +62,7 @@ def list_datasets() -> list[str]:
     """Names of the registered datasets (generic formats appear as ``npz:PATH`` etc.).
 
     Example:
+        >>> from covertml.data import list_datasets  # the loaders registered
         >>> "digits" in list_datasets()
         True
     """
@@ -143,6 +144,28 @@ def _check_options(name: str, factory: Callable[..., Dataset], options: dict[str
         )
 
 
+def check_dataset(name: str, **options: Any) -> None:
+    """Fails as :func:`create_dataset` would on a bad name, path form or option; loads nothing.
+
+    Example:
+        >>> from covertml.data import check_dataset  # the loaders registered
+        >>> check_dataset("digits")
+        >>> check_dataset("digit")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        covertml.errors.UnknownNameError: unknown dataset 'digit' (did you mean 'digits'?)...
+    """
+    scheme, _, path = name.partition(":")
+    entry = DATASETS.get(scheme)
+    common = ("data_dir", "train_limit", "test_limit", "seed", "use_cache")
+    loader = {k: v for k, v in options.items() if k not in common}
+    _check_options(entry.name, entry.factory, loader)
+    if entry.meta.get("takes_path") and not path:
+        raise ConfigError(f"dataset {scheme!r} needs a path", fix=f"write it as '{scheme}:PATH'")
+    if not entry.meta.get("takes_path") and path:
+        raise ConfigError(f"dataset {scheme!r} takes no path", fix=f"write just {scheme!r}")
+
+
 def create_dataset(
     name: str,
     *,
@@ -169,22 +192,17 @@ def create_dataset(
         The :class:`~covertml.data.base.Dataset`.
 
     Example:
+        >>> from covertml.data import create_dataset  # the loaders registered
         >>> ds = create_dataset("digits", train_limit=100)
         >>> ds.modality, len(ds.train), ds.num_classes, ds.input_shape
         ('image', 100, 10, (1, 8, 8))
     """
+    check_dataset(name, **options)
     scheme, _, path = name.partition(":")
     entry = DATASETS.get(scheme)
-    _check_options(entry.name, entry.factory, options)
     if entry.meta.get("takes_path"):
-        if not path:
-            raise ConfigError(
-                f"dataset {scheme!r} needs a path", fix=f"write it as '{scheme}:PATH'"
-            )
         full = entry.factory(path=Path(path).expanduser(), use_cache=use_cache, **options)
     else:
-        if path:
-            raise ConfigError(f"dataset {scheme!r} takes no path", fix=f"write just {scheme!r}")
         root = resolve_data_dir(data_dir)
         full = entry.factory(root=root, use_cache=use_cache, **options)
     if train_limit is None and test_limit is None:

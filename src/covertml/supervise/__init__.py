@@ -15,10 +15,29 @@ Example:
     (0.0, True)
 """
 
-from covertml.supervise.matcher import InputMatcher, MatchStats
-from covertml.supervise.report import GuardFinding, GuardReport, build_report
-from covertml.supervise.session import Guard, guard
-from covertml.supervise.watch import Observations, Watcher
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from covertml.supervise.matcher import InputMatcher, MatchStats
+    from covertml.supervise.report import GuardFinding, GuardReport, build_report
+    from covertml.supervise.session import Guard, guard
+    from covertml.supervise.watch import Observations, Watcher
+
+# names resolved on first use: the guarded child imports the watchers without the audits
+_WHERE = {
+    "Guard": "session",
+    "guard": "session",
+    "GuardFinding": "report",
+    "GuardReport": "report",
+    "build_report": "report",
+    "InputMatcher": "matcher",
+    "MatchStats": "matcher",
+    "Observations": "watch",
+    "Watcher": "watch",
+}
 
 __all__ = [
     "Guard",
@@ -31,3 +50,13 @@ __all__ = [
     "build_report",
     "guard",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_WHERE])

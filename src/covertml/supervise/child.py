@@ -1,6 +1,7 @@
 """The guarded child: ``python -m covertml.supervise.child CONFIG SCRIPT ARGS...``.
 
-Loads the owner's data, installs the watchers, then runs ``SCRIPT`` (or ``-m MODULE``) as
+Loads the owner's data, indexes it for the input checks (the parent sets their threshold
+meanwhile), installs the watchers, then runs ``SCRIPT`` (or ``-m MODULE``) as
 ``__main__`` with ``sys.argv`` as the script expects, unchanged. Whatever happens to the
 script -- it returns, calls ``sys.exit`` or raises -- the observations are written to the
 config's ``out`` folder and the child exits with the script's own exit code.
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import NoReturn
 
 log = logging.getLogger("covertml.guard")
+SETUP_ERROR = "setup-error.txt"  # why the child could not start the script
 
 
 def _exit_code(exc: SystemExit) -> int:
@@ -34,22 +36,30 @@ def main(argv: list[str]) -> int:
     config = json.loads(Path(argv[0]).read_text())
     target = argv[1:]
     from covertml.data import create_dataset
+    from covertml.errors import CovertMLError
+    from covertml.supervise.defaults import DEFAULT_BUDGET
     from covertml.supervise.matcher import InputMatcher
     from covertml.supervise.store import save_observations
     from covertml.supervise.watch import Watcher
 
-    ds = create_dataset(
-        config["dataset"], data_dir=config.get("data_dir"), **config.get("dataset_options", {})
-    )
-    matcher = InputMatcher(ds, seed=config.get("seed", 0)) if config.get("match", True) else None
-    watcher = Watcher(matcher, budget=config.get("budget", 0.15))
     out = Path(config["out"])
+    try:
+        ds = create_dataset(
+            config["dataset"], data_dir=config.get("data_dir"), **config.get("dataset_options", {})
+        )
+        # the threshold is the parent's business: it calibrates while the script runs here
+        matcher = (
+            InputMatcher(ds, seed=config.get("seed", 0), calibrate=False)
+            if config.get("match", True)
+            else None
+        )
+    except CovertMLError as exc:  # the parent reports it (it loads the same data)
+        (out / SETUP_ERROR).write_text(str(exc))
+        return 2
+    watcher = Watcher(matcher, budget=config.get("budget", DEFAULT_BUDGET))
 
     def finish() -> None:
-        seen = watcher.uninstall()
-        save_observations(seen, out)
-        if matcher is not None:
-            (out / "matcher.json").write_text(json.dumps(matcher.stats.to_dict()))
+        save_observations(watcher.uninstall(), out)
 
     real_exit, me = os._exit, os.getpid()
 

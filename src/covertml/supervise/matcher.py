@@ -105,11 +105,19 @@ class InputMatcher:
     """
 
     def __init__(
-        self, dataset: Dataset, *, seed: int = 0, null_size: int = 800, quantile: float = 0.002
+        self,
+        dataset: Dataset,
+        *,
+        seed: int = 0,
+        null_size: int = 800,
+        quantile: float = 0.002,
+        calibrate: bool = True,
     ) -> None:
         self.modality = dataset.modality
         self.seed = seed
-        rng = np.random.default_rng([seed, 0x6A4D])
+        self.null_size, self.quantile = null_size, quantile
+        self.stats: MatchStats | None = None
+        self._owner: torch.Tensor | None = None
         if dataset.modality == "image":
             items = np.concatenate([np.asarray(dataset.train.x), np.asarray(dataset.test.x)])
             owner = torch.from_numpy(items).permute(0, 3, 1, 2).float()  # NHWC -> NCHW
@@ -137,13 +145,33 @@ class InputMatcher:
                 else _view(centre, self.coarse, grey=False).reshape(2 * len(owner), -1)
             )
             self.n = len(owner)
-            null = self._augment(owner, rng, null_size)
-            noise = torch.rand((max(100, null_size // 4), *self.shape), generator=_gen(rng))
+            self._owner = owner
         else:
             x = sp.vstack([sp.csr_matrix(dataset.train.x), sp.csr_matrix(dataset.test.x)])
             self.rows = _row_normalize(sp.csr_matrix(x, dtype=np.float32))
             self.shape = (int(self.rows.shape[1]),)
             self.n = int(self.rows.shape[0])
+        if calibrate:
+            self.calibrate()
+
+    def calibrate(self) -> MatchStats:
+        """Builds the null and sets :attr:`stats` (the threshold); deterministic per seed.
+
+        A matcher made with ``calibrate=False`` scores inputs at once; the threshold can
+        then be set later, or by another process holding the same data and seed (the
+        guard's parent calibrates while its child runs the script).
+        """
+        if self.stats is not None:
+            return self.stats
+        rng = np.random.default_rng([self.seed, 0x6A4D])
+        null_size, quantile = self.null_size, self.quantile
+        null: torch.Tensor | sp.csr_matrix
+        noise: torch.Tensor | sp.csr_matrix
+        if self._owner is not None:
+            null = self._augment(self._owner, rng, null_size)
+            self._owner = None  # needed for the null only
+            noise = torch.rand((max(100, null_size // 4), *self.shape), generator=_gen(rng))
+        else:
             pick = rng.choice(self.n, size=min(null_size, self.n), replace=False)
             kept = self.rows[pick].copy()
             kept.data = kept.data * (rng.random(kept.data.size) >= 0.1)
@@ -160,6 +188,7 @@ class InputMatcher:
             items=self.n,
         )
         log.info("input matcher: %s", self.stats)
+        return self.stats
 
     def canonical(self, x: torch.Tensor) -> torch.Tensor | None:
         """``x`` as a float batch of the owner's shape, or ``None`` when it cannot be."""

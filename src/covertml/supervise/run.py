@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from covertml.audit.base import DEFAULT_ALPHA
-from covertml.data import create_dataset
 from covertml.errors import ConfigError
 from covertml.paths import atomic_write_text
-from covertml.supervise.matcher import MatchStats
-from covertml.supervise.report import GuardReport, build_report, model_files
-from covertml.supervise.store import load_observations
+from covertml.supervise.child import SETUP_ERROR
+from covertml.supervise.defaults import DEFAULT_BUDGET, GUARD_ALPHA
+
+if TYPE_CHECKING:
+    from covertml.supervise.report import GuardReport
+
+# This module imports nothing heavy at the top: the child starts first, and torch, the
+# owner's data and the audits load here while it runs.
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +54,41 @@ def child_command(
     return [sys.executable, *flags, "-m", "covertml.supervise.child", str(config), *parts]
 
 
+def _prepare(
+    out: dict[str, Any],
+    *,
+    dataset: str,
+    data_dir: str | None,
+    dataset_options: dict[str, Any],
+    sanitize: str | None,
+    seed: int,
+) -> None:
+    """What the parent does while the script runs: checks, the owner's data, the threshold.
+
+    At the lowest priority (where the system allows it): the script has the cores first.
+    """
+    try:
+        with contextlib.suppress(AttributeError, OSError):  # Linux: niceness is per thread
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        import torch
+
+        from covertml.data import check_dataset, create_dataset
+        from covertml.supervise.matcher import InputMatcher
+
+        check_dataset(dataset, **dataset_options)
+        if sanitize is not None:
+            from covertml.defenses import create_sanitizer
+
+            create_sanitizer(sanitize)  # an unknown name stops the script at once
+        out["threads"] = torch.get_num_threads()
+        torch.set_num_threads(1)  # restored after the script, for the audits
+        ds = create_dataset(dataset, data_dir=data_dir, **dataset_options)
+        out["dataset"], out["stats"] = ds, InputMatcher(ds, seed=seed).stats
+        import covertml.supervise.report  # noqa: F401  (loaded now, used after the script)
+    except BaseException as exc:  # raised in the caller's thread
+        out["error"] = exc
+
+
 def run_guarded(
     command: Sequence[str],
     *,
@@ -56,9 +96,9 @@ def run_guarded(
     out: str | os.PathLike[str],
     data_dir: str | None = None,
     dataset_options: dict[str, Any] | None = None,
-    alpha: float = DEFAULT_ALPHA,
+    alpha: float = GUARD_ALPHA,
     sanitize: str | None = None,
-    budget: float = 0.15,
+    budget: float = DEFAULT_BUDGET,
     seed: int = 0,
     cwd: str | os.PathLike[str] | None = None,
 ) -> GuardReport:
@@ -71,11 +111,6 @@ def run_guarded(
     """
     if not 0 < alpha < 1:
         raise ConfigError(f"alpha must be in (0, 1), got {alpha}", fix="use e.g. --alpha 1e-3")
-    if sanitize is not None:
-        from covertml.defenses import create_sanitizer
-
-        create_sanitizer(sanitize)  # an unknown name fails before the script runs
-    ds = create_dataset(dataset, data_dir=data_dir, **(dataset_options or {}))
     folder = Path(out).resolve()
     work = folder / "observed"
     if work.exists():
@@ -99,23 +134,54 @@ def run_guarded(
     since = time.time()
     env = {**os.environ, "COVERTML_GUARD": str(config)}
     log.info("guard: running %s", " ".join(command))
-    code = subprocess.run(argv, cwd=cwd, env=env, check=False).returncode
+    child = subprocess.Popen(argv, cwd=cwd, env=env)
+    prepared: dict[str, Any] = {}
+    worker = threading.Thread(
+        target=_prepare,
+        args=(prepared,),
+        kwargs={
+            "dataset": dataset,
+            "data_dir": data_dir,
+            "dataset_options": dataset_options or {},
+            "sanitize": sanitize,
+            "seed": seed,
+        },
+        daemon=True,
+    )
+    try:
+        worker.start()
+        worker.join()
+        if "error" in prepared:
+            raise prepared["error"]
+    except BaseException:
+        child.kill()
+        child.wait()
+        raise
+    ds, stats, threads = prepared["dataset"], prepared["stats"], prepared["threads"]
+    code = child.wait()
+    log.info("guard: the script ran %.1f s", time.time() - since)
+    if (work / SETUP_ERROR).is_file():
+        raise ConfigError((work / SETUP_ERROR).read_text(), fix="check the dataset options")
     if not (work / "observed.json").is_file():
         raise ConfigError(
             f"the guarded script left no observations (exit code {code})",
             fix="the guard itself failed in the child; rerun with -v to see why",
         )
+    done = time.time()
+    import torch
+
+    from covertml.supervise.report import build_report, model_files
+    from covertml.supervise.store import load_observations
+
+    torch.set_num_threads(threads)
     seen = load_observations(work)
+    if stats is not None:
+        seen.judge(stats.threshold)
     root = Path(cwd or os.getcwd()).resolve()
     files = [p for p in model_files(seen.saved, [root], since) if folder not in p.parents]
-    stats = (
-        json.loads((work / "matcher.json").read_text())
-        if (work / "matcher.json").exists()
-        else None
-    )
     report = build_report(
         seen,
-        matcher=MatchStats(**stats) if stats else None,
+        matcher=stats,
         dataset=ds,
         alpha=alpha,
         files=files,
@@ -125,4 +191,5 @@ def run_guarded(
         seed=seed,
     )
     atomic_write_text(folder / "guard.json", json.dumps(report.to_dict(), indent=1, default=str))
+    log.info("guard: tests, audits and scans took %.1f s after the script", time.time() - done)
     return report

@@ -10,6 +10,7 @@ from types import TracebackType
 from covertml.audit.base import DEFAULT_ALPHA
 from covertml.data.base import Dataset
 from covertml.errors import ConfigError
+from covertml.supervise.defaults import DEFAULT_BUDGET
 from covertml.supervise.matcher import InputMatcher
 from covertml.supervise.report import GuardReport, build_report, model_files
 from covertml.supervise.watch import Observations, Watcher
@@ -49,7 +50,7 @@ class Guard:
         alpha: float = DEFAULT_ALPHA,
         sanitize: str | None = None,
         watch: Sequence[str | Path] = (),
-        budget: float = 0.15,
+        budget: float = DEFAULT_BUDGET,
         match: bool = True,
         seed: int = 0,
     ) -> None:

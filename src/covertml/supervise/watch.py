@@ -35,6 +35,7 @@ from torch import nn
 from torch.nn.modules import module as module_hooks
 from torch.optim import optimizer as optim_hooks
 
+from covertml.supervise.defaults import DEFAULT_BUDGET
 from covertml.supervise.matcher import InputMatcher
 from covertml.supervise.tamper import Ledger
 
@@ -78,6 +79,16 @@ class Observations:
     match_seconds: float = 0.0
     wall_seconds: float = 0.0
     shapes: dict[str, int] = field(default_factory=dict)
+
+    def judge(self, threshold: float) -> None:
+        """Counts the checked inputs scoring below ``threshold`` as unmatched.
+
+        The watchers keep every score and the lowest-scoring inputs; the threshold may be
+        set after the run (by the guard's parent, which calibrates while the script runs).
+        Only kept inputs below the threshold stay as examples.
+        """
+        self.inputs_unmatched = int(np.sum(np.asarray(self.scores) < threshold))
+        self.examples = [e for e in self.examples if e["score"] < threshold]
 
     def summary(self) -> dict[str, Any]:
         """The counts (no arrays), JSON-able."""
@@ -141,7 +152,7 @@ class Watcher:
         self,
         matcher: InputMatcher | None,
         *,
-        budget: float = 0.15,
+        budget: float = DEFAULT_BUDGET,
         max_snapshots: int = 16,
         snapshot_bytes: int = 1 << 30,
         examples: int = 16,
@@ -195,6 +206,8 @@ class Watcher:
         self._end_step()
         self._check_hooks("at exit")
         self._check_outside("at exit")
+        if self.matcher is not None and self.matcher.stats is not None:
+            self.seen.judge(self.matcher.stats.threshold)
         model = self._model()
         if model is not None:
             self.seen.snapshots.append((-1, _copy_state(model)))  # -1: the final state
@@ -313,13 +326,18 @@ class Watcher:
         scores = self.matcher.score_canonical(batch)
         self.seen.inputs_checked += len(batch)
         self.seen.scores.extend(scores.tolist())
-        bad = np.flatnonzero(scores < self.matcher.stats.threshold)
-        self.seen.inputs_unmatched += int(bad.size)
-        room = self.n_examples - len(self.seen.examples)
-        for i in bad[: max(room, 0)]:
-            self.seen.examples.append(
-                {"step": int(steps[i]), "score": float(scores[i]), "input": batch[i].numpy()}
-            )
+        # the lowest-scoring inputs so far are kept (judged against the threshold at the end)
+        worst = self.seen.examples[-1]["score"] if self.seen.examples else np.inf
+        full = len(self.seen.examples) >= self.n_examples
+        low = np.argsort(scores, kind="stable")[: self.n_examples]
+        new = [
+            {"step": int(steps[i]), "score": float(scores[i]), "input": batch[i].numpy().copy()}
+            for i in low
+            if not full or scores[i] < worst
+        ]
+        if new:
+            kept = sorted([*self.seen.examples, *new], key=lambda e: e["score"])
+            self.seen.examples = kept[: self.n_examples]
 
     def _end_step(self) -> None:
         """A step whose forwards held no comparable tensor: those inputs were unverifiable."""

@@ -165,6 +165,7 @@ class _ImageAudit(Detector):
         merged: list[str],
         *,
         first: int,
+        pooled: np.ndarray,
     ) -> _Candidate | None:
         p = layout.size
         aligned = []
@@ -179,7 +180,7 @@ class _ImageAudit(Detector):
             pieces = pieces_at(values, phase, p, max(self.pieces, self.piece_values // p))
             if len(pieces) < 2:
                 continue
-            result = item_test(pieces, train, test, ks=self.ks)
+            result = item_test(pieces, train, test, ks=self.ks, pooled=pooled)
             order = order_test(pieces, train[:first])
             cand = _Candidate(result, order, layout.name, merged, phase, share, bits, len(tried))
             if best is None or cand.log10_p < best.log10_p:
@@ -221,8 +222,11 @@ class _ImageAudit(Detector):
                 len(pooled), min(512, len(pooled)), replace=False
             )
             pcs = components(pooled[pick], self.components)
+            both = pooled.astype(np.float32)  # what pieces (float32) are correlated with
             for i, window_streams in enumerate(streams):
-                cand = self._search(layout, pcs, train, test, window_streams, merged, first=first)
+                cand = self._search(
+                    layout, pcs, train, test, window_streams, merged, first=first, pooled=both
+                )
                 if cand is not None and (i not in best or cand.log10_p < best[i].log10_p):
                     best[i] = cand
         findings = [

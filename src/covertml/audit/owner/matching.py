@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import signal, stats
+from scipy import fft, stats
 
 from covertml.audit.owner.layouts import unit_rows
 
@@ -35,8 +35,17 @@ def components(rows: np.ndarray, k: int) -> np.ndarray:
         >>> pcs.shape, bool(np.allclose(pcs @ pcs.T, np.eye(2), atol=1e-6))
         ((2, 6), True)
     """
-    _, _, vt = np.linalg.svd(rows.astype(np.float64), full_matrices=False)
-    out: np.ndarray = vt[: min(k, vt.shape[0])]
+    r = rows.astype(np.float64)
+    if r.shape[0] >= r.shape[1]:
+        _, _, vt = np.linalg.svd(r, full_matrices=False)
+        out: np.ndarray = vt[: min(k, vt.shape[0])]
+        return out
+    # fewer rows than values: the leading directions from the rows' Gram matrix (an
+    # n x n eigenproblem instead of an n x P decomposition)
+    evals, evecs = np.linalg.eigh(r @ r.T)
+    top = np.argsort(evals)[::-1][: min(k, r.shape[0])]
+    keep = top[evals[top] > 1e-12 * max(float(evals.max()), 1e-300)]
+    out = (evecs[:, keep].T @ r) / np.sqrt(evals[keep])[:, None]
     return out
 
 
@@ -52,7 +61,12 @@ def energy_by_offset(values: np.ndarray, pcs: np.ndarray) -> np.ndarray:
     v = values.astype(np.float64)
     if v.size < p:
         return np.zeros(0)
-    proj = np.stack([signal.fftconvolve(v, pc[::-1], mode="valid") for pc in pcs])
+    # one transform of the window for all components (correlation = convolution with the
+    # reversed component; the valid part starts where the whole component overlaps)
+    size = fft.next_fast_len(v.size + p - 1, real=True)
+    spectrum = fft.rfft(v, size)
+    kernels = fft.rfft(pcs[:, ::-1], size, axis=1)
+    proj = fft.irfft(kernels * spectrum, size, axis=1)[:, p - 1 : v.size]
     c1 = np.concatenate([[0.0], np.cumsum(v)])
     c2 = np.concatenate([[0.0], np.cumsum(v * v)])
     s1 = c1[p:] - c1[:-p]
@@ -165,11 +179,18 @@ class Matches:
 
 
 def item_test(
-    pieces: np.ndarray, train: np.ndarray, test: np.ndarray, *, ks: tuple[int, ...]
+    pieces: np.ndarray,
+    train: np.ndarray,
+    test: np.ndarray,
+    *,
+    ks: tuple[int, ...],
+    pooled: np.ndarray | None = None,
 ) -> ItemTest:
     """Hypergeometric test: do the pieces match training items more than held-out ones?
 
-    ``train`` and ``test`` are unit rows (:func:`unit_rows`) of the owner's items.
+    ``train`` and ``test`` are unit rows (:func:`unit_rows`) of the owner's items;
+    ``pooled``, when given, is their concatenation, made once by a caller that tests
+    many windows against the same items.
 
     Example:
         >>> rng = np.random.default_rng(0)
@@ -179,7 +200,8 @@ def item_test(
         (8, True)
     """
     u = unit_rows(pieces.astype(np.float32))
-    matches = Matches.of(np.abs(u @ np.concatenate([train, test]).T))
+    both = np.concatenate([train, test]) if pooled is None else pooled
+    matches = Matches.of(np.abs(u @ both.T))
     return selection_test(matches, len(train), len(test), ks=ks)
 
 
