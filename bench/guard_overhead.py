@@ -87,9 +87,15 @@ torch.save(model.state_dict(), "model.pt")
 """
 
 
-def timed(argv: list[str], cwd: Path) -> tuple[float, float]:
+# glibc returns large freed blocks to the system unless its dynamic mmap threshold has
+# grown; a process that freed big arrays early (the guarded child, after indexing the data)
+# then trains with fewer page faults. --same-malloc fixes the thresholds for both runs.
+FIXED_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(1 << 32), "MALLOC_TRIM_THRESHOLD_": str(1 << 32)}
+
+
+def timed(argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[float, float]:
     start = time.perf_counter()
-    done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False)
+    done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False, env=env)
     wall = time.perf_counter() - start
     if done.returncode not in (0, 1):
         raise SystemExit(f"{' '.join(argv)} failed:\n{done.stderr[-2000:]}")
@@ -106,6 +112,11 @@ def main() -> None:
     parser.add_argument("--data-dir", default=os.environ.get("COVERTML_DATA"))
     parser.add_argument("--only", default=None, help="digits or cifar10")
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument(
+        "--same-malloc",
+        action="store_true",
+        help="fix glibc's mmap/trim thresholds in both runs (removes an allocator effect)",
+    )
     parser.add_argument("--budget", type=float, default=None, help="default: the guard's")
     args = parser.parse_args()
     cases = [c for c in ("digits", "cifar10") if args.only in (None, c)]
@@ -136,7 +147,8 @@ def main() -> None:
             (work / "train.py").write_text(DIGITS if case == "digits" else CIFAR)
             alone, guarded = [], []
             for _ in range(args.repeats):
-                alone.append(timed([sys.executable, "train.py"], work))
+                env = {**os.environ, **FIXED_MALLOC} if args.same_malloc else None
+                alone.append(timed([sys.executable, "train.py"], work, env))
                 guarded.append(
                     timed(
                         [
@@ -155,10 +167,16 @@ def main() -> None:
                             "train.py",
                         ],
                         work,
+                        env,
                     )
                 )
             a, g = np.mean(alone, axis=0), np.mean(guarded, axis=0)
-            record[case] = {"alone": alone, "guarded": guarded, "budget": args.budget}
+            record[case] = {
+                "alone": alone,
+                "guarded": guarded,
+                "budget": args.budget,
+                "same_malloc": args.same_malloc,
+            }
             rows.append(
                 [
                     case,
