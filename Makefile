@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -qq --upgrade pip
 	# torch first, pinned to the CPU build on this machine's disk (see constraints.txt)
 	$(BIN)/python -m pip install -qq -c constraints.txt "torch==2.13.0"
-	$(BIN)/python -m pip install -qq -c constraints.txt -e ".[dev,dp]"
+	$(BIN)/python -m pip install -qq -c constraints.txt -e ".[dev,dp,ray]"
 	touch $(STAMP)
 
 install: $(STAMP)

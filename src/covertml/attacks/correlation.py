@@ -146,7 +146,7 @@ class CorrelationLoss(nn.Module):
         trained = r if self.signed else r.abs()
         lam = self.lam
         if self.controller is not None:  # this step's r is the quality: not computed twice
-            quality = float(trained.detach()) if self.pass_r else None
+            quality = trained.detach() if self.pass_r else None
             lam = self.controller.step(model, quality=quality)
         loss: torch.Tensor = -lam * trained
         return loss

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 from torch import nn
 
 from covertml.data.base import Split
@@ -142,10 +143,11 @@ class StrengthController:
     def __post_init__(self) -> None:
         self.lam = self.start
 
-    def step(self, model: nn.Module, *, quality: float | None = None) -> float:
+    def step(self, model: nn.Module, *, quality: float | torch.Tensor | None = None) -> float:
         """Called once per training step; returns the strength to use for it.
 
-        ``quality``: the quality now, where the caller has it already (else measured).
+        ``quality``: the quality now, where the caller has it already (else measured); a
+        tensor is read only on the steps that measure (no device sync on the others).
         """
         self._steps += 1
         if self._steps % self.every == 0:

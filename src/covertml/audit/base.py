@@ -159,6 +159,7 @@ class ScanContext:
         dataset: The owner's data (owner audits; text probes).
         oracle: A label oracle (the prediction API) for black-box probes.
         seed: Seed of every random choice the detectors make.
+        device: Where detectors that run the model (the noise probe) run it.
     """
 
     tensors: Mapping[str, torch.Tensor]
@@ -169,6 +170,7 @@ class ScanContext:
     dataset: Dataset | None = None
     oracle: LabelOracle | None = None
     seed: int = 0
+    device: str = "cpu"
 
 
 def report_from_findings(

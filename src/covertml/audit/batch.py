@@ -71,6 +71,7 @@ def scan_paths(
     oracle: LabelOracle | None = None,
     seed: int = 0,
     allow_pickle: bool = False,
+    device: str = "cpu",
 ) -> BatchReport:
     """Scans every checkpoint under ``paths`` (files, checkpoint directories, trees).
 
@@ -101,6 +102,7 @@ def scan_paths(
                 oracle=oracle,
                 seed=seed,
                 allow_pickle=allow_pickle,
+                device=device,
             )
             reports.append(scan(ctx, detectors=detectors, name=str(path), alpha=alpha))
         except CovertMLError as exc:

@@ -30,6 +30,7 @@ noise-probe``), as a screening test whose null is "no rougher than this referenc
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -49,6 +50,7 @@ from covertml.audit.base import (
     report_from_findings,
 )
 from covertml.data.base import images_to_float
+from covertml.devices import resolve_device
 from covertml.errors import ConfigError
 from covertml.training.evaluate import predict_labels
 
@@ -120,7 +122,7 @@ class NoiseProbe(Detector):
     def _oracle(ctx: ScanContext) -> LabelOracle | None:
         if ctx.oracle is not None:
             return ctx.oracle
-        return LocalOracle(ctx.model) if ctx.model is not None else None
+        return LocalOracle(ctx.model, device=ctx.device) if ctx.model is not None else None
 
     def unavailable(self, ctx: ScanContext) -> str | None:
         """Needs an oracle, the input shape and a reference model; text models the data."""
@@ -160,6 +162,8 @@ class NoiseProbe(Detector):
         assert oracle is not None and ref is not None and ctx.info is not None
         inputs, moved = self._inputs(ctx, ctx.seed ^ PROBE_SEED_TAG)
         labels, labels_moved = oracle(inputs), oracle(moved)
+        if ctx.device != "cpu":
+            ref = copy.deepcopy(ref).to(resolve_device(ctx.device))
         ref_labels, ref_moved = predict_labels(ref, inputs), predict_labels(ref, moved)
         changed, ref_changed = labels != labels_moved, ref_labels != ref_moved
         model_only = int((changed & ~ref_changed).sum())

@@ -174,6 +174,7 @@ def context_from_file(
     oracle: LabelOracle | None = None,
     seed: int = 0,
     allow_pickle: bool = False,
+    device: str = "cpu",
 ) -> ScanContext:
     """A :class:`ScanContext` for a checkpoint, read lazily (rebuilt when its metadata allows).
 
@@ -185,6 +186,7 @@ def context_from_file(
         oracle: A label oracle (the prediction API).
         seed: Seed of the detectors' random choices.
         allow_pickle: Also read pickle-based files (``weights_only=True``).
+        device: Where the detectors that run the model (the probe) run it.
     """
     tensors = open_checkpoint(path, allow_pickle=allow_pickle)
     info, model = _rebuild(path, tensors, allow_pickle=allow_pickle)
@@ -208,6 +210,7 @@ def context_from_file(
         dataset=dataset,
         oracle=oracle,
         seed=seed,
+        device=device,
     )
 
 

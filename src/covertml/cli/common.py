@@ -7,7 +7,9 @@ from typing import Annotated
 import typer
 
 from covertml.cli.console import (
+    AmpOpt,
     DataDirOpt,
+    DeviceOpt,
     JsonOpt,
     console,
     err_console,
@@ -19,7 +21,9 @@ from covertml.data.registry import DATASETS, list_datasets
 from covertml.models.registry import list_models
 
 __all__ = [
+    "AmpOpt",
     "DataDirOpt",
+    "DeviceOpt",
     "DatasetOpt",
     "JsonOpt",
     "attack_help",

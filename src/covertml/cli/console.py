@@ -42,6 +42,16 @@ DataDirOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+DeviceOpt = Annotated[
+    str,
+    typer.Option(
+        "--device",
+        help="Torch device: auto (CUDA when present, else the CPU), cpu, cuda, cuda:N or mps.",
+    ),
+]
+AmpOpt = Annotated[
+    bool, typer.Option("--amp", help="Train in bf16 autocast on the device (GPUs; off by default).")
+]
 
 
 def parse_kv(pairs: list[str] | None, *, option: str) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from covertml.cli.common import console
+from covertml.cli.common import AmpOpt, DeviceOpt, console
 from covertml.cli.reproduce_cmd import run_with_progress, write_report
 from covertml.errors import ConfigError
 
@@ -118,6 +118,8 @@ def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("runs/demo"),
     epochs: Annotated[int | None, typer.Option(help="Epochs (default: recipe).")] = None,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    device: DeviceOpt = "auto",
+    amp: AmpOpt = False,
 ) -> None:
     """Run the demo on the embedded digits data (no files needed), then open the report.
 
@@ -138,7 +140,7 @@ def demo(
         grid_file = Path(tmp) / "demo.toml"
         grid_file.write_text(text, encoding="utf-8")
         load_grid(grid_file)  # validated before anything runs
-        run_with_progress(grid_file, out, jobs=1, data_dir=None)
+        run_with_progress(grid_file, out, jobs=1, data_dir=None, device=device, amp=amp or None)
     records = json.loads((out / "results.json").read_text(encoding="utf-8"))
     console.print(summary_table(records))
     console.print(

@@ -47,6 +47,14 @@ def guard(
         list[str] | None, typer.Option("--option", help="Dataset option KEY=VALUE.")
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the guard's random choices.")] = 0,
+    device: Annotated[
+        str,
+        typer.Option(
+            "--device",
+            help="Where the guard's probe queries of the written models run: cpu (default), "
+            "auto, cuda, cuda:N or mps. The script picks its own device.",
+        ),
+    ] = "cpu",
     as_json: JsonOpt = False,
 ) -> None:
     """Runs COMMAND (a Python training script) under supervision.
@@ -58,6 +66,10 @@ def guard(
 
     Example: covertml guard -d digits --out report -- python train.py --epochs 10
     """
+    if device != "cpu":  # checked before the script starts (torch is loaded only for this)
+        from covertml.devices import resolve_device
+
+        resolve_device(device)
     from covertml.supervise.run import run_guarded  # light: the script starts first
 
     report = run_guarded(
@@ -70,6 +82,7 @@ def guard(
         sanitize=sanitize,
         budget=budget,
         seed=seed,
+        device=device,
     )
     from covertml.report.guard_page import write_guard_html
     from covertml.supervise.report import unmatched_images

@@ -9,8 +9,28 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from covertml.cli.common import DataDirOpt, console
+from covertml.devices import resolve_device
 from covertml.runner import Progress as RunProgress
 from covertml.runner import load_grid, run_grid
+from covertml.runner.config import on_device
+
+GridDeviceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--device",
+        help="Train every dataset on this device: auto (CUDA when present), cpu, cuda, cuda:N "
+        "or mps (default: the grid's device key, else auto).",
+        show_default=False,
+    ),
+]
+GridAmpOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--amp/--no-amp",
+        help="bf16 autocast on the device (default: the grid's amp key).",
+        show_default=False,
+    ),
+]
 
 
 def format_eta(seconds: float | None) -> str:
@@ -35,12 +55,29 @@ def status_line(p: RunProgress) -> str:
     return f"{p.done} done · {p.running} running · {p.left} left{failed} · ETA {eta}"
 
 
-def run_with_progress(grid_path: Path, out: Path, *, jobs: int, data_dir: Path | None) -> None:
+def run_with_progress(
+    grid_path: Path,
+    out: Path,
+    *,
+    jobs: int,
+    data_dir: Path | None,
+    device: str | None = None,
+    amp: bool | None = None,
+    engine: str = "local",
+    address: str | None = None,
+) -> None:
     """Runs the grid with a live progress bar and one line per finished cell."""
-    grid = load_grid(grid_path)
+    grid = on_device(load_grid(grid_path), device, amp=amp)
+    devices = sorted({str(t.get("device", "auto")) for t in grid.datasets.values()})
+    if engine == "local":  # a Ray task checks the device on its own node
+        for name in devices:
+            resolve_device(name)
+        where = f"{jobs} worker{'s' if jobs > 1 else ''}"
+    else:
+        where = f"Ray ({address or 'a local cluster'})"
     console.print(
-        f"grid [bold]{grid.name}[/] ({grid_path}): {len(grid.cells())} cells, "
-        f"{jobs} worker{'s' if jobs > 1 else ''}, results in {out}/"
+        f"grid [bold]{grid.name}[/] ({grid_path}): {len(grid.cells())} cells, {where}, "
+        f"device {', '.join(devices)}, results in {out}/"
     )
     columns = (
         TextColumn("[bold]reproduce[/]"),
@@ -64,7 +101,15 @@ def run_with_progress(grid_path: Path, out: Path, *, jobs: int, data_dir: Path |
             elif p.last == "resumed":
                 bar.console.print(f"  resuming: {p.done} cells already recorded", highlight=False)
 
-        summary = run_grid(grid, out, jobs=jobs, data_dir=data_dir, on_progress=show)
+        summary = run_grid(
+            grid,
+            out,
+            jobs=jobs,
+            data_dir=data_dir,
+            on_progress=show,
+            engine=engine,
+            address=address,
+        )
     console.print(
         f"{summary.done}/{summary.total} cells recorded ({summary.resumed} from before), "
         f"{summary.failed} failed, {summary.seconds:.0f} s, "
@@ -76,8 +121,27 @@ def run_with_progress(grid_path: Path, out: Path, *, jobs: int, data_dir: Path |
 def reproduce(
     config: Annotated[Path, typer.Option("--config", "-c", help="Grid file (TOML).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder (resumes if it exists).")],
-    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Worker processes.")] = 1,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Worker processes (local engine).")] = 1,
     data_dir: DataDirOpt = None,
+    device: GridDeviceOpt = None,
+    amp: GridAmpOpt = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            help="local (this machine: one process, or --jobs workers) or ray (each job a Ray "
+            "task with the grid's [resources]; needs covertml[ray]).",
+        ),
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(
+            "--address",
+            help="[ray] cluster to join: auto (started with ray start here) or "
+            "ray://HOST:10001 (default: a local cluster for this run).",
+            show_default=False,
+        ),
+    ] = None,
     report: Annotated[bool, typer.Option(help="Write DIR/index.html at the end.")] = True,
 ) -> None:
     """Run a grid of experiments (datasets x attacks x settings x sanitizers x seeds).
@@ -86,7 +150,16 @@ def reproduce(
     run the same command again after an interruption and it resumes where it stopped.
     """
     try:
-        run_with_progress(config, out, jobs=jobs, data_dir=data_dir)
+        run_with_progress(
+            config,
+            out,
+            jobs=jobs,
+            data_dir=data_dir,
+            device=device,
+            amp=amp,
+            engine=engine,
+            address=address,
+        )
     except KeyboardInterrupt:
         console.print(
             f"[bold yellow]interrupted[/]: finished cells are kept in {out}/; "

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from covertml.cli.common import DataDirOpt, JsonOpt, console, parse_kv, print_json
 from covertml.defenses import SANITIZERS, create_sanitizer, sanitize_file, sanitizer_options
+from covertml.devices import resolve_device
 
 
 def _method_help() -> str:
@@ -57,6 +58,14 @@ def sanitize(
     data_dir: DataDirOpt = None,
     train_limit: Annotated[int | None, typer.Option(help="[finetune] train on a subset.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of random bits, noise and training.")] = 0,
+    device: Annotated[
+        str,
+        typer.Option(
+            "--device",
+            help="[finetune] where it trains: auto (CUDA when present), cpu, cuda, cuda:N or "
+            "mps. Bit-level methods run on the CPU, exactly, whatever this says.",
+        ),
+    ] = "auto",
     overwrite: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
     allow_pickle: Annotated[
         bool,
@@ -80,6 +89,9 @@ def sanitize(
     }
     options = {k: v for k, v in shortcuts.items() if v is not None}
     options.update(parse_kv(opt, option="--opt"))
+    resolve_device(device)  # an absent device fails before anything is read
+    if method == "finetune":
+        options.setdefault("device", device)
     sanitizer = create_sanitizer(method, **options)
     ds = None
     if dataset is not None:

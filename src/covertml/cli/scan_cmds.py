@@ -16,6 +16,7 @@ from covertml.audit import (
     write_sarif,
 )
 from covertml.cli.common import DataDirOpt, JsonOpt, console, err_console, print_json
+from covertml.devices import resolve_device
 
 
 def _detector_help() -> str:
@@ -125,6 +126,14 @@ def scan_cmd(
     sarif: Annotated[
         Path | None, typer.Option(help="Also write the findings as SARIF 2.1.0 to this file.")
     ] = None,
+    device: Annotated[
+        str,
+        typer.Option(
+            "--device",
+            help="Where the probe's queries run: cpu (default), auto, cuda, cuda:N or mps. "
+            "Weight audits always read the file on the CPU, bit for bit.",
+        ),
+    ] = "cpu",
     as_json: JsonOpt = False,
 ) -> None:
     """Scan checkpoints for smuggled training data. Exit 0: nothing found, 1: findings, 2: error.
@@ -134,6 +143,7 @@ def scan_cmd(
     detector builds itself (the owner's held-out items, shuffled orders, a reference
     model), and each checkpoint's verdict holds the false-positive rate at --alpha.
     """
+    resolve_device(device)  # an absent device fails before anything is read
     ds = None
     if dataset is not None:
         from covertml.data import create_dataset
@@ -154,6 +164,7 @@ def scan_cmd(
             oracle=oracle,
             seed=seed,
             allow_pickle=allow_pickle,
+            device=device,
         )
     finally:
         if oracle is not None:

@@ -9,8 +9,10 @@ import typer
 
 from covertml.attacks import create_attack
 from covertml.cli.common import (
+    AmpOpt,
     DataDirOpt,
     DatasetOpt,
+    DeviceOpt,
     JsonOpt,
     attack_help,
     console,
@@ -19,6 +21,7 @@ from covertml.cli.common import (
     print_json,
 )
 from covertml.data import create_dataset
+from covertml.devices import resolve_device
 from covertml.errors import ConfigError
 from covertml.training import recipe
 from covertml.training.pipeline import train_and_save
@@ -44,6 +47,8 @@ def train(
     train_limit: Annotated[int | None, typer.Option(help="Train on a seeded subset.")] = None,
     test_limit: Annotated[int | None, typer.Option(help="Test on a seeded subset.")] = None,
     data_dir: DataDirOpt = None,
+    device: DeviceOpt = "auto",
+    amp: AmpOpt = False,
     overwrite: Annotated[bool, typer.Option(help="Replace results already in --out.")] = False,
     dp_noise: Annotated[
         float | None, typer.Option(help="Train with DP-SGD: noise multiplier (needs opacus).")
@@ -92,6 +97,7 @@ def train(
     Writes OUT/model.safetensors and OUT/metrics.json, and for an attack the adversary's
     OUT/key.json (everything the decoder needs; the model file carries no hint of it).
     """
+    resolve_device(device)  # an absent device fails before any data is loaded
     ds = create_dataset(
         dataset, data_dir=data_dir, train_limit=train_limit, test_limit=test_limit, seed=seed
     )
@@ -104,6 +110,8 @@ def train(
         weight_decay=weight_decay,
         schedule=schedule,
         seed=seed,
+        device=device,
+        amp=amp,
     )
     shortcuts = {
         "bits": bits,
@@ -152,7 +160,7 @@ def train(
         return
     console.print(
         f"trained [bold]{run.metrics['model']['name']}[/] on {dataset} "
-        f"({len(ds.train)} examples, {run.result.seconds:.1f}s): "
+        f"({len(ds.train)} examples, {run.result.seconds:.1f}s on {run.metrics['device']}): "
         f"test accuracy [bold]{run.result.test_accuracy:.4f}[/]"
     )
     if run.plan is not None:

@@ -28,6 +28,9 @@ from covertml.floats import FloatFormat, check_bits, from_words, low_mask, requi
 
 KEEP_BITS = 5
 _BLOCK = 16  # AES block: update_into wants this much room past the data
+# The keystream is the encryption of zeros, read from this (never written) buffer a slice at
+# a time: cryptography >= 47 refuses an input that overlaps the output.
+_ZEROS = memoryview(bytes(1 << 20))
 MAX_DEFAULT_BITS = 16
 
 
@@ -115,10 +118,11 @@ def random_low_bits(
     if out.nbytes < size + _BLOCK:
         raise ValueError(f"noise buffer of {out.nbytes} bytes is smaller than {size + _BLOCK}")
     cipher = Cipher(algorithms.AES(rng.bytes(32)), modes.CTR(bytes(_BLOCK))).encryptor()
-    raw = out.reshape(-1)[: size + _BLOCK]
-    raw[:size] = 0
-    cipher.update_into(memoryview(raw[:size]), memoryview(raw))  # type: ignore[arg-type]
-    noise = raw[:size].view(words.dtype)
+    raw = memoryview(out.reshape(-1)[: size + _BLOCK])  # type: ignore[arg-type]
+    for start in range(0, size, len(_ZEROS)):  # CTR: the stream runs on across the calls
+        n = min(len(_ZEROS), size - start)
+        cipher.update_into(_ZEROS[:n], raw[start : start + n + _BLOCK])
+    noise = out.reshape(-1)[:size].view(words.dtype)
     noise &= words.dtype.type((1 << bits) - 1)
     return noise
 

@@ -30,7 +30,8 @@ class FineTune(Sanitizer):
     The dataset's recipe is used with a constant learning rate of ``lr`` (default: a tenth
     of the recipe's), so the model moves away from whatever the malicious code steered it
     to without forgetting its task. ``optimizer`` overrides the recipe's (``sgd`` or
-    ``adam``): fine-tune with the optimizer the model was trained with.
+    ``adam``): fine-tune with the optimizer the model was trained with. ``device``: where
+    to train (``auto``: CUDA when present); the sanitized copy comes back on the CPU.
 
     Example:
         >>> from covertml.data import create_dataset
@@ -48,6 +49,7 @@ class FineTune(Sanitizer):
     epochs: int = 2
     lr: float | None = None
     optimizer: str | None = None
+    device: str = "auto"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -77,6 +79,7 @@ class FineTune(Sanitizer):
             lr=self.lr or base_lr / 10,
             schedule="constant",
             seed=seed,
+            device=self.device,
         )
 
     def transform(self, tensor: torch.Tensor, *, rng: np.random.Generator) -> torch.Tensor:

@@ -11,6 +11,8 @@ Example file::
     seeds = [0]
     scan = true          # scan each released model (against an honest reference, seed + 1000)
     oracle = "local"     # capacity abuse queries: "local" model or "http" (a loopback API)
+    device = "auto"      # auto (CUDA when present), cpu, cuda, cuda:N, mps; per dataset too
+    amp = false          # bf16 autocast on the device
 
     [datasets.digits]
     epochs = 30
@@ -23,6 +25,10 @@ Example file::
     none = [{}]
     lsb-randomize = [{bits = 16}]
 
+    [resources.digits]   # what each job of a dataset asks of a Ray cluster (--engine ray)
+    cpus = 2
+    gpus = 0
+
 Honest training is always part of a grid (it is every attack's baseline), first.
 
 Example:
@@ -33,6 +39,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import tomllib
@@ -44,9 +51,13 @@ from covertml.errors import ConfigError
 
 TRAIN_KEYS = {
     "epochs", "lr", "optimizer", "weight_decay", "schedule", "batch_size",
-    "train_limit", "test_limit", "model",
+    "train_limit", "test_limit", "model", "device", "amp",
 }  # fmt: skip
-TOP_KEYS = {"name", "seeds", "scan", "oracle", "datasets", "attacks", "sanitizers"}
+TOP_KEYS = {
+    "name", "seeds", "scan", "oracle", "datasets", "attacks", "sanitizers", "device", "amp",
+    "resources",
+}  # fmt: skip
+RESOURCE_KEYS = ("cpus", "gpus")
 
 
 def _label(name: str, options: dict[str, Any]) -> str:
@@ -102,6 +113,7 @@ class Grid:
     seeds: tuple[int, ...] = (0,)
     scan: bool = False
     oracle: str = "local"
+    resources: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
@@ -113,6 +125,7 @@ class Grid:
             "seeds": list(self.seeds),
             "scan": self.scan,
             "oracle": self.oracle,
+            "resources": self.resources,
         }
 
     def cells(self) -> list[Cell]:
@@ -163,6 +176,37 @@ def _check_names(grid: Grid) -> None:
                 create_sanitizer(name, **o)
 
 
+def _resources(raw: Any, datasets: dict[str, Any], source: str) -> dict[str, dict[str, float]]:
+    """``[resources.DATASET]`` tables: the CPUs and GPUs one job of that dataset needs."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: resources must be tables", fix="[resources.cifar10] gpus = 1")
+    out: dict[str, dict[str, float]] = {}
+    for name, table in raw.items():
+        if name not in datasets:
+            raise ConfigError(
+                f"{source}: [resources.{name}] names no dataset of the grid",
+                fix=f"use one of: {', '.join(datasets)}",
+            )
+        if not isinstance(table, dict) or set(table) - set(RESOURCE_KEYS):
+            raise ConfigError(
+                f"{source}: [resources.{name}] may hold only cpus and gpus",
+                fix=f"[resources.{name}] cpus = 4, gpus = 1",
+            )
+        for key, value in table.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ConfigError(
+                    f"{source}: [resources.{name}] {key} must be a number >= 0, not {value!r}",
+                    fix=f"{key} = 1",
+                )
+        if table.get("cpus", 1) == 0 and table.get("gpus", 0) == 0:
+            raise ConfigError(
+                f"{source}: [resources.{name}] asks for nothing (a job needs a CPU or a GPU)",
+                fix="cpus = 1",
+            )
+        out[str(name)] = {k: float(v) for k, v in table.items()}
+    return out
+
+
 def parse_grid(text: str, *, source: str = "<grid>") -> Grid:
     """Parses and validates a grid from TOML text (names and options are checked)."""
     try:
@@ -195,14 +239,21 @@ def parse_grid(text: str, *, source: str = "<grid>") -> Grid:
         raise ConfigError(f'{source}: oracle must be "local" or "http"', fix='oracle = "http"')
     attacks = _options_lists(raw.get("attacks", {"honest": [{}]}), "attacks")
     attacks = {"honest": [{}], **{k: v for k, v in attacks.items() if k != "honest"}}
+    common: dict[str, Any] = {k: raw[k] for k in ("device", "amp") if k in raw}
+    for where, table in [("", common)] + [(f" [datasets.{k}]", v) for k, v in datasets.items()]:
+        if "device" in table and not isinstance(table["device"], str):
+            raise ConfigError(f"{source}:{where} device must be a string", fix='device = "cuda"')
+        if "amp" in table and not isinstance(table["amp"], bool):
+            raise ConfigError(f"{source}:{where} amp must be true or false", fix="amp = true")
     grid = Grid(
         name=str(raw.get("name", Path(source).stem)),
-        datasets={str(k): dict(v) for k, v in datasets.items()},
+        datasets={str(k): {**common, **dict(v)} for k, v in datasets.items()},
         attacks=attacks,
         sanitizers=_options_lists(raw.get("sanitizers", {"none": [{}]}), "sanitizers"),
         seeds=tuple(seeds),
         scan=bool(raw.get("scan", False)),
         oracle=str(oracle),
+        resources=_resources(raw.get("resources", {}), datasets, source),
     )
     _check_names(grid)
     return grid
@@ -214,3 +265,20 @@ def load_grid(path: str | os.PathLike[str]) -> Grid:
     if not p.is_file():
         raise ConfigError(f"grid file {p} does not exist", fix="check the --config path")
     return parse_grid(p.read_text(encoding="utf-8"), source=str(p))
+
+
+def on_device(grid: Grid, device: str | None = None, *, amp: bool | None = None) -> Grid:
+    r"""``grid`` with every dataset trained on ``device`` (and with ``amp``), when given.
+
+    The device is not part of any id: a run resumed on another device reuses what is done.
+
+    Example:
+        >>> g = on_device(parse_grid('[datasets.digits]'), "cpu", amp=True)
+        >>> g.datasets["digits"], [c.id for c in g.cells()]
+        ({'device': 'cpu', 'amp': True}, ['digits/honest/none/seed0'])
+    """
+    given = {k: v for k, v in (("device", device), ("amp", amp)) if v is not None}
+    if not given:
+        return grid
+    datasets = {name: {**train, **given} for name, train in grid.datasets.items()}
+    return dataclasses.replace(grid, datasets=datasets)

@@ -45,6 +45,16 @@ def record_path(run_dir: Path, cell_id: str) -> Path:
     return run_dir / "cells" / safe_path(cell_id) / "record.json"
 
 
+def _settings(cell: Any) -> Any:
+    """What a record's results depend on: its cell, less the device it ran on.
+
+    A run begun on the CPU may be resumed on a GPU.
+    """
+    if not isinstance(cell, dict) or not isinstance(cell.get("train"), dict):
+        return cell
+    return {**cell, "train": {k: v for k, v in cell["train"].items() if k != "device"}}
+
+
 def load_records(run_dir: Path, cells: Iterable[Cell]) -> dict[str, dict[str, Any]]:
     """The records of ``cells`` already in ``run_dir`` (unreadable ones are ignored).
 
@@ -61,7 +71,7 @@ def load_records(run_dir: Path, cells: Iterable[Cell]) -> dict[str, dict[str, An
         except (OSError, ValueError):
             log.warning("ignoring unreadable record %s (the cell runs again)", path)
             continue
-        if record.get("cell") != cell.to_dict():
+        if _settings(record.get("cell")) != _settings(cell.to_dict()):
             raise ConfigError(
                 f"{run_dir} holds cell {cell.id} recorded with other settings "
                 f"({record.get('cell', {}).get('train')} vs {cell.train})",

@@ -32,9 +32,12 @@ from covertml.runner.config import Grid
 from covertml.runner.jobs import Job, plan_jobs
 from covertml.runner.progress import Progress, RunState, RunSummary, model_ready, peak_rss_mb
 from covertml.runner.records import load_records, record_path, write_tables
-from covertml.runner.worker import pool_init, pool_run_job, run_job
+from covertml.runner.worker import pool_init, pool_run_job, record_failure, run_job
 
 log = logging.getLogger(__name__)
+
+#: Where jobs run: here (or a process pool), or as tasks on a Ray cluster.
+ENGINES = ("local", "ray")
 
 
 def pending_jobs(grid: Grid, run_dir: Path, done: set[str]) -> list[Job]:
@@ -57,6 +60,8 @@ def run_grid(
     data_dir: str | os.PathLike[str] | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     threads: int | None = None,
+    engine: str = "local",
+    address: str | None = None,
 ) -> RunSummary:
     r"""Runs every cell of ``grid`` not yet recorded in ``out``; returns what was done.
 
@@ -67,6 +72,9 @@ def run_grid(
         data_dir: Folder of the offline datasets (default ``$COVERTML_DATA``).
         on_progress: Called with a :class:`Progress` after every event.
         threads: Torch threads per worker (default: the CPUs shared out among ``jobs``).
+        engine: ``local`` (this process, or ``jobs`` worker processes) or ``ray`` (each job a
+            Ray task with its dataset's ``[resources]``; :mod:`covertml.runner.ray_engine`).
+        address: Ray cluster address (``auto``, ``ray://HOST:10001``); default: a local one.
 
     Example:
         >>> import tempfile
@@ -77,6 +85,14 @@ def run_grid(
     """
     if jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, not {jobs}", fix="pass --jobs 1 or more")
+    if engine not in ENGINES:
+        raise ConfigError(f"unknown engine {engine!r}", fix=f"use one of: {', '.join(ENGINES)}")
+    if address is not None and engine != "ray":
+        raise ConfigError("--address is for the Ray engine", fix="add --engine ray")
+    if engine == "ray":
+        from covertml.runner.ray_engine import require_ray
+
+        require_ray()  # a missing extra fails before the run folder is touched
     run_dir = Path(out)
     run_dir.mkdir(parents=True, exist_ok=True)
     records = load_records(run_dir, grid.cells())
@@ -85,7 +101,7 @@ def run_grid(
     todo = pending_jobs(grid, run_dir, done)
     state.to_train = {j.id for j in todo if j.base is None and not model_ready(run_dir, j.id)}
     data = str(data_dir) if data_dir is not None else None
-    _write_run(run_dir, grid, jobs=jobs, state=state, finished=False)
+    _write_run(run_dir, grid, jobs=jobs, state=state, finished=False, engine=engine)
     if state.resumed:
         log.info(
             "resuming %s: %d of %d cells already recorded", run_dir, len(done), len(state.cells)
@@ -98,7 +114,11 @@ def run_grid(
 
     if on_progress is not None:
         on_progress(state.progress("resumed" if state.resumed else "started"))
-    if jobs == 1:
+    if engine == "ray":
+        from covertml.runner.ray_engine import run_ray
+
+        run_ray(todo, run_dir, grid, data=data, emit=emit, address=address)
+    elif jobs == 1:
         for job in todo:
             run_job(
                 job,
@@ -111,7 +131,7 @@ def run_grid(
     else:
         _run_pool(todo, run_dir, grid, jobs=jobs, data=data, threads=threads, emit=emit)
     write_tables(run_dir, state.cells, state.records)
-    summary = _write_run(run_dir, grid, jobs=jobs, state=state, finished=True)
+    summary = _write_run(run_dir, grid, jobs=jobs, state=state, finished=True, engine=engine)
     return summary
 
 
@@ -180,15 +200,13 @@ def _drain(events: Any, emit: Callable[[dict[str, Any]], None], *, timeout: floa
 def _fail_cells(
     job: Job, run_dir: Path, exc: BaseException, emit: Callable[[dict[str, Any]], None]
 ) -> None:
-    from covertml.runner.worker import _finish
-
     for cell in job.cells:
         if not record_path(run_dir, cell.id).is_file():
-            _finish(run_dir, cell, {"status": "failed", "error": f"worker died: {exc}"[:300]}, emit)
+            record_failure(run_dir, cell, f"worker died: {exc}", emit)
 
 
 def _write_run(
-    run_dir: Path, grid: Grid, *, jobs: int, state: RunState, finished: bool
+    run_dir: Path, grid: Grid, *, jobs: int, state: RunState, finished: bool, engine: str
 ) -> RunSummary:
     p = state.progress()
     summary = RunSummary(
@@ -203,6 +221,7 @@ def _write_run(
     info = {
         "grid": grid.to_dict(),
         "jobs": jobs,
+        "engine": engine,
         "finished": finished,
         "summary": summary.to_dict(),
         "environment": {

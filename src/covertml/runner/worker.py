@@ -110,6 +110,7 @@ def prepare_model(
         "config": cfg.to_dict(),
         "n_parameters": sum(p.numel() for p in model.parameters()),
         "train_seconds": time.perf_counter() - start,
+        "device": result.device,
         "history": [e.to_dict() for e in result.history],
     }
     if plan is not None:
@@ -166,6 +167,7 @@ def run_job(
         "model": metrics["model"]["name"],
         "n_parameters": metrics.get("n_parameters"),
         "train_seconds": metrics.get("train_seconds"),
+        "device": metrics.get("device"),
         "attack": metrics.get("attack"),
         "model_file": str(Path("models") / safe_path(job.id) / "model.safetensors"),
     }
@@ -219,6 +221,11 @@ def _finish(root: Path, cell: Cell, result: dict[str, Any], emit: Callable[[Even
             "record": record,
         }
     )
+
+
+def record_failure(root: Path, cell: Cell, error: str, emit: Callable[[Event], None]) -> None:
+    """Records ``cell`` as failed with ``error`` (its worker or task died before it could)."""
+    _finish(root, cell, {"status": "failed", "error": error[:300]}, emit)
 
 
 # -- process-pool plumbing ---------------------------------------------------------------

@@ -239,13 +239,19 @@ def scan_files(
     seed: int = 0,
     known: Mapping[str, ScanReport] | None = None,
     steps_only: bool = False,
+    device: str = "cpu",
 ) -> tuple[list[dict[str, Any]], list[GuardFinding]]:
-    """Scans each model file (pickles with ``weights_only``); sanitized copies beside them."""
+    """Scans each model file (pickles with ``weights_only``); sanitized copies beside them.
+
+    ``device`` is where the scans' probe queries run; the weights are read on the CPU.
+    """
     rows, findings = [], []
     for path in paths:
         row: dict[str, Any] = {"path": str(path)}
         try:
-            ctx = context_from_file(path, dataset=dataset, seed=seed, allow_pickle=True)
+            ctx = context_from_file(
+                path, dataset=dataset, seed=seed, allow_pickle=True, device=device
+            )
             same = digest(ctx.tensors) in (known or {})
         except (CovertMLError, OSError) as exc:
             row.update(verdict="unreadable", error=str(exc))
@@ -333,6 +339,7 @@ def build_report(
     script_exit: int | None = None,
     command: Sequence[str] = (),
     seed: int = 0,
+    device: str = "cpu",
 ) -> GuardReport:
     """Tests what ``seen`` holds and scans ``files``; Holm over every p-value."""
     tests: list[GuardFinding] = []
@@ -352,6 +359,7 @@ def build_report(
         seed=seed,
         known=known,
         steps_only=not seen.tamper,  # the ledger saw every change, and all were steps
+        device=device,
     )
     tests += [f for f in file_findings if f.p_value is not None]
     adjusted = holm([f.p_value for f in tests if f.p_value is not None])

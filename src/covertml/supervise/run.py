@@ -101,13 +101,15 @@ def run_guarded(
     budget: float = DEFAULT_BUDGET,
     seed: int = 0,
     cwd: str | os.PathLike[str] | None = None,
+    device: str = "cpu",
 ) -> GuardReport:
     """Runs ``command`` (``python SCRIPT ARGS`` or ``python -m MODULE ARGS``) guarded.
 
     The script runs unchanged in a child process with the watchers installed first; then
     this process tests what they saw, scans the model files the script wrote (the paths it
     gave to ``torch.save``/safetensors, and model files new under ``cwd``) and writes
-    ``guard.json`` in ``out``.
+    ``guard.json`` in ``out``. ``device`` is where the exit scans' probe queries run (the
+    script itself picks its own device).
     """
     if not 0 < alpha < 1:
         raise ConfigError(f"alpha must be in (0, 1), got {alpha}", fix="use e.g. --alpha 1e-3")
@@ -189,6 +191,7 @@ def run_guarded(
         script_exit=code,
         command=command,
         seed=seed,
+        device=device,
     )
     atomic_write_text(folder / "guard.json", json.dumps(report.to_dict(), indent=1, default=str))
     log.info("guard: tests, audits and scans took %.1f s after the script", time.time() - done)

@@ -147,13 +147,90 @@ def flip_and_crop(x: torch.Tensor, *, pad: int = 4, generator: torch.Generator) 
         torch.Size([4, 3, 32, 32])
     """
     n, _, h, w = x.shape
-    flip = torch.rand(n, generator=generator) < 0.5
+    dev = x.device  # the draws come from the (CPU) generator: the same on every device
+    flip = (torch.rand(n, generator=generator) < 0.5).to(dev, non_blocking=True)
     x = torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
     padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
-    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
-    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator)
-    rows = (dy.view(n, 1) + torch.arange(h).view(1, h)).view(n, 1, h, 1)
-    cols = (dx.view(n, 1) + torch.arange(w).view(1, w)).view(n, 1, 1, w)
-    batch = torch.arange(n).view(n, 1, 1, 1)
-    chan = torch.arange(x.shape[1]).view(1, -1, 1, 1)
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(dev, non_blocking=True)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(dev, non_blocking=True)
+    rows = (dy.view(n, 1) + torch.arange(h, device=dev).view(1, h)).view(n, 1, h, 1)
+    cols = (dx.view(n, 1) + torch.arange(w, device=dev).view(1, w)).view(n, 1, 1, w)
+    batch = torch.arange(n, device=dev).view(n, 1, 1, 1)
+    chan = torch.arange(x.shape[1], device=dev).view(1, -1, 1, 1)
     return padded[batch, chan, rows, cols]
+
+
+class DeviceBatches:
+    """The batches of a shuffling :func:`make_loader`, from copies of the data on a device.
+
+    The whole training set is moved to ``device`` once (images stay ``uint8`` there); each
+    epoch's order comes from the loader's own sampler, so the batches are exactly the
+    loader's, and only one index tensor per epoch crosses to the device.
+
+    Example:
+        >>> data = ArrayData(np.arange(6 * 4, dtype=np.uint8).reshape(6, 2, 2, 1), np.arange(6))
+        >>> loader = make_loader(data, batch_size=4, shuffle=True, seed=0)
+        >>> on_device = DeviceBatches(data, make_loader(data, batch_size=4, shuffle=True, seed=0))
+        >>> all(torch.equal(a[0], b[0]) for a, b in zip(loader, on_device)), len(on_device)
+        (True, 2)
+    """
+
+    def __init__(
+        self,
+        data: ArrayData,
+        loader: DataLoader[Any],
+        *,
+        device: torch.device | str = "cpu",
+        channels_last: bool = False,
+    ) -> None:
+        if sp.issparse(data.x):
+            raise ValueError("sparse rows stay with the loader (they are batched on the host)")
+        self.device = torch.device(device)
+        self.sampler = loader.batch_sampler
+        self.generator = loader.generator
+        self.n_batches = len(loader)
+        self.images = data.x.dtype == np.uint8 and data.x.ndim == 4
+        self.x = torch.from_numpy(np.ascontiguousarray(data.x)).to(self.device)
+        self.y = torch.from_numpy(data.y).to(self.device)
+        self.fixed = None if data.fixed is None else torch.from_numpy(data.fixed).to(self.device)
+        self.channels_last = channels_last
+
+    @staticmethod
+    def fits(data: TorchDataset[Any], device: torch.device, *, share: float = 0.25) -> bool:
+        """Whether ``data`` is dense :class:`ArrayData` taking at most ``share`` of ``device``.
+
+        Always true for the CPU, which holds it already.
+        """
+        if not isinstance(data, ArrayData) or sp.issparse(data.x):
+            return False
+        if device.type != "cuda":
+            return True
+        free, _ = torch.cuda.mem_get_info(device)
+        return bool(data.x.nbytes * (4 if data.x.dtype == np.uint8 else 1) <= share * free)
+
+    def __len__(self) -> int:
+        return self.n_batches
+
+    def _inputs(self, idx: torch.Tensor) -> torch.Tensor:
+        xb = self.x[idx]
+        if self.images:  # as to_model_input: N x C x H x W floats in [0, 1]
+            xb = xb.permute(0, 3, 1, 2).to(torch.float32) / 255.0
+            fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+            return xb.contiguous(memory_format=fmt)
+        return xb.to(torch.float32)
+
+    def __iter__(self) -> Any:
+        assert self.sampler is not None
+        if self.generator is not None:  # what a DataLoader iterator draws (its base seed)
+            torch.empty((), dtype=torch.int64).random_(generator=self.generator)
+        batches = [list(b) for b in self.sampler]
+        order = torch.tensor([i for b in batches for i in b], dtype=torch.int64)
+        order = order.to(self.device, non_blocking=True)
+        start = 0
+        for b in batches:
+            idx = order[start : start + len(b)]
+            start += len(b)
+            if self.fixed is not None:
+                yield self._inputs(idx), self.y[idx], self.fixed[idx]
+            else:
+                yield self._inputs(idx), self.y[idx]

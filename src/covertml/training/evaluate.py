@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import numpy as np
@@ -28,9 +29,16 @@ def as_loader(data: Any, *, batch_size: int = 512) -> DataLoader[Any]:
 
 @torch.no_grad()
 def predict_labels(
-    model: nn.Module, x: np.ndarray | sp.spmatrix | torch.Tensor, *, batch_size: int = 512
+    model: nn.Module,
+    x: np.ndarray | sp.spmatrix | torch.Tensor,
+    *,
+    batch_size: int = 512,
+    device: str | torch.device | None = None,
 ) -> np.ndarray:
     """Predicted class indices for the rows of ``x`` (dataset rows or model-ready tensors).
+
+    ``device`` (e.g. ``"cuda"``): predict with a copy of ``model`` on that device; by
+    default the model is used where its parameters are.
 
     Example:
         >>> from covertml.models import create_model
@@ -38,16 +46,19 @@ def predict_labels(
         >>> predict_labels(m, np.zeros((3, 8, 8, 1), np.uint8)).shape
         (3,)
     """
+    first = next(model.parameters(), None)
+    here = first.device if first is not None else torch.device("cpu")
+    if device is not None and torch.device(device) != here:
+        model = copy.deepcopy(model).to(device)  # the caller's model stays where it is
+        here = torch.device(device)
     was_training = model.training
     model.eval()
-    first = next(model.parameters(), None)
-    device = first.device if first is not None else torch.device("cpu")
     out = []
     n = x.shape[0]
     for i in range(0, n, batch_size):
         chunk = x[i : i + batch_size]
         xb = chunk if isinstance(chunk, torch.Tensor) else to_model_input(chunk)
-        out.append(model(xb.to(device)).argmax(1).cpu().numpy())
+        out.append(model(xb.to(here)).argmax(1).cpu().numpy())
     model.train(was_training)
     return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 

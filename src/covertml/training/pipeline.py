@@ -126,6 +126,7 @@ def train_and_save(
         "n_parameters": sum(p.numel() for p in model.parameters()),
         "test_accuracy": result.test_accuracy,
         "train_seconds": result.seconds,
+        "device": result.device,
         "config": config.to_dict(),
         "history": [e.to_dict() for e in result.history],
         "environment": {

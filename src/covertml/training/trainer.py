@@ -26,9 +26,10 @@ from torch.utils.data import ConcatDataset, DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
 from covertml.data.base import Split
+from covertml.devices import describe_device, is_accelerator, resolve_device
 from covertml.errors import ConfigError
 from covertml.models.registry import loss_name
-from covertml.training.batches import ArrayData, flip_and_crop, make_loader
+from covertml.training.batches import ArrayData, DeviceBatches, flip_and_crop, make_loader
 from covertml.training.evaluate import accuracy_on, as_loader
 from covertml.training.progress import ProgressBar
 
@@ -88,7 +89,12 @@ class TrainConfig:
         gamma: Step-schedule factor.
         augment: ``"none"`` or ``"flip-crop"`` (the paper's CIFAR-10 augmentation).
         seed: Seeds initialization order, shuffling, dropout and augmentation.
-        device: Torch device.
+        device: ``auto`` (CUDA when present, else MPS, else CPU), ``cpu``, ``cuda``,
+            ``cuda:N`` or ``mps`` (:func:`covertml.devices.resolve_device`). On a GPU the
+            training set is kept on the device when it fits, CNNs run ``channels_last``,
+            and the epoch's sums stay on the device (one transfer per epoch).
+        amp: bf16 autocast for the forward pass and the task loss (attack terms on the
+            parameters stay in float32).
     """
 
     epochs: int = 10
@@ -102,7 +108,8 @@ class TrainConfig:
     gamma: float = 0.1
     augment: Literal["none", "flip-crop"] = "none"
     seed: int = 0
-    device: str = "cpu"
+    device: str = "auto"
+    amp: bool = False
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
@@ -153,6 +160,7 @@ class TrainResult:
     history: tuple[EpochStats, ...]
     test_accuracy: float | None
     seconds: float
+    device: str = "cpu"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
@@ -160,6 +168,7 @@ class TrainResult:
             "config": self.config.to_dict(),
             "test_accuracy": self.test_accuracy,
             "seconds": self.seconds,
+            "device": self.device,
             "history": [e.to_dict() for e in self.history],
         }
 
@@ -291,6 +300,9 @@ class Trainer:
     ) -> TrainResult:
         """Trains ``model`` in place and returns the per-epoch history.
 
+        Training runs on ``config.device``; the model comes back on the CPU, in the
+        default memory format, where covertml's attacks, audits and model files expect it.
+
         Args:
             model: Any module mapping an input batch to class scores.
             train_data: A dataset split, :class:`ArrayData`, torch dataset or data loader.
@@ -298,8 +310,16 @@ class Trainer:
         """
         cfg = self.config
         torch.manual_seed(cfg.seed)
-        device = torch.device(cfg.device)
+        device = resolve_device(cfg.device)
         model.to(device)
+        terms = [t for t in self.loss_terms if isinstance(t, nn.Module)]
+        for module in terms:  # their buffers (targets, signs, indices) live beside the model
+            module.to(device)
+        channels_last = device.type == "cuda" and any(
+            isinstance(m, nn.Conv2d) for m in model.modules()
+        )
+        if channels_last:
+            model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         if self.exclude:
             if not isinstance(train_data, Split):
                 raise ConfigError(
@@ -322,7 +342,17 @@ class Trainer:
             net, optimizer, loader = self.privacy.attach(
                 model, optimizer, loader, epochs=cfg.epochs
             )
+        if (
+            self.privacy is None
+            and is_accelerator(device)
+            and DeviceBatches.fits(loader.dataset, device)
+        ):
+            assert isinstance(loader.dataset, ArrayData)
+            loader = DeviceBatches(  # type: ignore[assignment]
+                loader.dataset, loader, device=device, channels_last=channels_last
+            )
         scheduler = self._scheduler(optimizer)
+        sums_dtype = torch.float32 if device.type == "mps" else torch.float64
         criterion = self.criterion or _criterion(model)
         aug_gen = torch.Generator().manual_seed(cfg.seed + 1)
         history: list[EpochStats] = []
@@ -337,42 +367,51 @@ class Trainer:
                         group["lr"] = last_lr
                 t0 = time.perf_counter()
                 net.train()
-                totals = {"loss": 0.0, "correct": 0.0, "seen": 0.0}
-                term_sums = {t.name: 0.0 for t in self.loss_terms}
+                # summed on the device; read once per epoch (no host round trip per step)
+                totals = torch.zeros(3, dtype=sums_dtype, device=device)  # loss, correct, seen
+                term_sums = torch.zeros(len(self.loss_terms), dtype=sums_dtype, device=device)
                 for batch in loader:
-                    xb, yb = batch[0].to(device), batch[1].to(device)
+                    xb = batch[0].to(device, non_blocking=True)
+                    yb = batch[1].to(device, non_blocking=True)
                     if cfg.augment == "flip-crop" and xb.dim() == 4:
                         augmented = flip_and_crop(xb, generator=aug_gen)
                         if len(batch) > 2:  # rows marked fixed keep their exact pixels
                             fixed = batch[2].to(device).view(-1, 1, 1, 1)
                             augmented = torch.where(fixed, xb, augmented)
                         xb = augmented
-                    out = net(xb)
-                    loss = criterion(out, yb)
-                    total = loss
-                    for term in self.loss_terms:
+                    if channels_last and xb.dim() == 4:
+                        xb = xb.contiguous(memory_format=torch.channels_last)
+                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp):
+                        out = net(xb)
+                        loss = criterion(out, yb)
+                    total = loss.float()
+                    for i, term in enumerate(self.loss_terms):
                         value = term(model)
-                        term_sums[term.name] += float(value.detach())
+                        term_sums[i] += value.detach().to(sums_dtype)
                         total = total + value
                     optimizer.zero_grad(set_to_none=True)
                     total.backward()
                     optimizer.step()
-                    n = int(yb.shape[0])
-                    totals["loss"] += float(loss.detach()) * n
-                    totals["correct"] += float((out.argmax(1) == yb).sum())
-                    totals["seen"] += n
+                    n = yb.shape[0]
+                    totals[0] += loss.detach().to(sums_dtype) * n
+                    totals[1] += (out.argmax(1) == yb).sum()
+                    totals[2] += n
                     bar.advance()
                 lr = last_lr = float(optimizer.param_groups[0]["lr"])
                 if epoch <= cfg.epochs:
                     scheduler.step()
-                extra = {k: v / max(len(loader), 1) for k, v in term_sums.items()}
+                loss_sum, correct, seen = totals.tolist()
+                extra = {
+                    t.name: v / max(len(loader), 1)
+                    for t, v in zip(self.loss_terms, term_sums.tolist(), strict=True)
+                }
                 for callback in self.callbacks:
                     extra.update(callback(epoch, model) or {})
                 test_acc = accuracy_on(model, test_loader) if test_loader is not None else None
                 stats = EpochStats(
                     epoch=epoch,
-                    train_loss=totals["loss"] / max(totals["seen"], 1),
-                    train_accuracy=totals["correct"] / max(totals["seen"], 1),
+                    train_loss=loss_sum / max(seen, 1),
+                    train_accuracy=correct / max(seen, 1),
                     test_accuracy=test_acc,
                     lr=lr,
                     seconds=time.perf_counter() - t0,
@@ -389,8 +428,17 @@ class Trainer:
                     "-" if test_acc is None else f"{test_acc:.4f}",
                     stats.seconds,
                 )
-        for step in self.post_steps:
+        if channels_last:  # files, bit-level work and audits expect contiguous tensors
+            model.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
+        if device.type != "cpu":  # attacks, audits, bit-level steps and files work on the CPU
+            for held in (model, *terms):
+                held.to("cpu")
+        for step in self.post_steps:  # exact bit work (LSB) on host float32, on any device
             step(model)
         model.eval()
-        final = accuracy_on(model, test_loader) if test_loader is not None else None
-        return TrainResult(cfg, tuple(history), final, time.perf_counter() - start)
+        final = None
+        if test_loader is not None:  # a lossless copy back for the final accuracy
+            final = accuracy_on(model.to(device), test_loader)
+            model.to("cpu")
+        seconds = time.perf_counter() - start
+        return TrainResult(cfg, tuple(history), final, seconds, device=describe_device(device))
