@@ -11,9 +11,9 @@ on n + m inputs, so m/n = 2 costs three epochs' worth), plus the fine-tuning san
 epochs on every model. One epoch of the grid's model is timed here, on a seeded subset of
 ``--limit`` training items, and scaled to the full set (time per epoch is linear in the
 items). The GPU columns use a time per epoch on one GPU: measured ones given with
-``--gpu-epoch DATASET=SECONDS`` (from ``bench/cifar_epoch_time.py --device cuda``), else the
-estimate in ``GPU_EPOCH`` below (marked ``~``). N GPUs: the jobs list-scheduled in the
-runner's order onto N devices (Ray, one GPU per job), each job starting when the models it
+``--gpu-epoch DATASET=SECONDS`` (from ``bench/cifar_epoch_time.py --device cuda``), else
+the CPU time over the assumed speed-up in ``GPU_SPEEDUP`` below (marked ``~``). N GPUs: the
+jobs list-scheduled in the runner's order onto N devices (Ray, one GPU per job), each job starting when the models it
 waits for (its LSB base, the scan reference) are done.
 """
 
@@ -25,17 +25,21 @@ from pathlib import Path
 
 from common import markdown_table, save_record
 from covertml.data import create_dataset
+from covertml.data.registry import DATASETS
 from covertml.models import create_model_for
 from covertml.runner import load_grid, plan_jobs
 from covertml.runner.jobs import Job
 from covertml.training import Trainer, recipe, seed_everything
 
 ROOT = Path(__file__).resolve().parent.parent
-# Estimated seconds per epoch on one current data-centre GPU (H100 / A100 class), eager
-# PyTorch, batch 128, data kept on the device: ResNet-32 on CIFAR-10 is launch-bound at
-# about 391 steps x ~12 ms; the others scale by their CPU times. Not measured here (no GPU
-# on this machine): replace with --gpu-epoch figures from a real run.
-GPU_EPOCH = {"cifar10": 5.0, "lfw-gender": 1.0, "20news": 1.0, "imdb": 1.0}
+# Assumed speed-up of one current data-centre GPU (A100 / H100 class) over this 2-core CPU
+# per epoch, by modality. Images: ResNet-32 on CIFAR-10 trains here at ~97 s per epoch,
+# and eager PyTorch on such a GPU is launch-bound at about 391 steps x ~12 ms = ~5 s
+# (batch 128, data kept on the device): ~20x. Text: TF-IDF rows are sparse and stay on the
+# host (covertml keeps only dense data on the device), and the linear models are tiny, so
+# no speed-up is assumed. Not measured here (no GPU on this machine): pass --gpu-epoch
+# figures from `bench/cifar_epoch_time.py --device cuda` to replace the estimate.
+GPU_SPEEDUP = {"image": 20.0, "text": 1.0}
 
 
 def epoch_equivalents(grid_path: Path) -> tuple[list[tuple[Job, float]], int, float]:
@@ -102,7 +106,8 @@ def main() -> None:
         cpu = cpu_epoch_seconds(
             dataset, train.get("model"), data_dir=args.data_dir, limit=args.limit
         )
-        gpu = measured_gpu.get(dataset, GPU_EPOCH.get(dataset, cpu / 50))
+        modality = DATASETS.get(dataset.partition(":")[0]).meta.get("modality", "image")
+        gpu = measured_gpu.get(dataset, cpu / GPU_SPEEDUP.get(str(modality), 1.0))
         mark = "" if dataset in measured_gpu else "~"
         spans = {n: makespan(jobs, gpu, finetune, n) for n in [1, *args.gpus]}
         rows.append(
@@ -112,7 +117,7 @@ def main() -> None:
                 f"{total:.0f}",
                 f"{cpu:.1f} s",
                 hours(total * cpu),
-                f"{mark}{gpu:g} s",
+                f"{mark}{gpu:.1f} s",
                 *(f"{mark}{hours(spans[n])}" for n in spans),
             ]
         )
