@@ -13,8 +13,8 @@ epochs on every model. One epoch of the grid's model is timed here, on a seeded 
 items). The GPU columns use a time per epoch on one GPU: measured ones given with
 ``--gpu-epoch DATASET=SECONDS`` (from ``bench/cifar_epoch_time.py --device cuda``), else
 the CPU time over the assumed speed-up in ``GPU_SPEEDUP`` below (marked ``~``). N GPUs: the
-jobs list-scheduled in the runner's order onto N devices (Ray, one GPU per job), each job starting when the models it
-waits for (its LSB base, the scan reference) are done.
+jobs list-scheduled in the runner's order onto N devices (Ray, one GPU per job), each job
+starting when the models it waits for (its LSB base, the scan reference) are done.
 """
 
 from __future__ import annotations
