@@ -164,3 +164,22 @@ def test_engine_and_address_are_checked(tmp_path: Path) -> None:
         run_grid(grid, tmp_path, engine="dask")
     with pytest.raises(ConfigError, match="--engine ray"):
         run_grid(grid, tmp_path, address="auto")
+
+
+def test_a_job_the_cluster_cannot_hold_is_refused_not_waited_for(
+    cluster: str, tmp_path: Path
+) -> None:
+    grid = parse_grid("[datasets.digits]\nepochs = 1\n[resources.digits]\ngpus = 1")
+    with pytest.raises(ConfigError, match=r"asks for 1 GPU\(s\).*has 0 GPU\(s\)"):
+        run_grid(grid, tmp_path, engine="ray")
+    assert not list(tmp_path.glob("cells/**/record.json"))
+    assert not list(tmp_path.glob(".ray-*"))
+
+
+def test_without_ray_the_engine_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    with pytest.raises(ConfigError, match=r"pip install 'covertml\[ray\]'"):
+        run_grid(parse_grid("[datasets.digits]"), tmp_path / "run", engine="ray")
+    assert not (tmp_path / "run").exists()  # refused before the run folder was made

@@ -64,6 +64,29 @@ def job_resources(grid: Grid, job: Job, *, cluster_gpus: float = 0.0) -> dict[st
     }
 
 
+def check_fits(grid: Grid, todo: list[Job], *, cpus: float, gpus: float) -> None:
+    r"""Refuses a job no node of the cluster could ever run (Ray would wait for it forever).
+
+    Example:
+        >>> from covertml.runner.config import parse_grid
+        >>> from covertml.runner.jobs import plan_jobs
+        >>> g = parse_grid('[datasets.digits]\n[resources.digits]\ngpus = 1')
+        >>> check_fits(g, plan_jobs(g), cpus=2, gpus=0)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        covertml.errors.ConfigError: job digits/honest/seed0 asks for 1 GPU(s)...has 0 GPU(s)...
+    """
+    for job in todo:
+        res = job_resources(grid, job, cluster_gpus=gpus)
+        if res["num_gpus"] > gpus or res["num_cpus"] > cpus:
+            raise ConfigError(
+                f"job {job.id} asks for {res['num_gpus']:g} GPU(s) and {res['num_cpus']:g} "
+                f"CPU(s), and the Ray cluster has {gpus:g} GPU(s) and {cpus:g} CPU(s) in all",
+                fix=f"join a cluster that has them (--address), or lower [resources."
+                f"{job.dataset}] in the grid",
+            )
+
+
 def ray_run_job(
     job: Job,
     run_dir: str,
@@ -138,8 +161,10 @@ def _schedule(
 ) -> None:
     from ray.util.queue import Empty, Queue
 
+    cluster = ray.cluster_resources()
+    gpus = float(cluster.get("GPU", 0.0))
+    check_fits(grid, todo, cpus=float(cluster.get("CPU", 0.0)), gpus=gpus)
     events = Queue()
-    gpus = float(ray.cluster_resources().get("GPU", 0.0))
     task = ray.remote(ray_run_job)
     waiting = list(todo)
     running: dict[Any, Job] = {}
