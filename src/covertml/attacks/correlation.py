@@ -73,15 +73,17 @@ class _Pearson(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         target, r, norm, mean, *tensors = ctx.saved_tensors
-        # dr/dtheta = (t - r * (theta - mean) / norm) / norm
-        coef = float(r / norm)
+        # dr/dtheta = (t - r * (theta - mean) / norm) / norm; 0-dim tensors throughout, so
+        # the step never waits for the device to hand a number to the host
+        coef = r / norm
+        shift = coef * mean
         scale = grad / norm
         grads: list[torch.Tensor | None] = [None, None]
         offset = 0
         for tensor, piece in zip(tensors, flat_prefixes(tuple(tensors), ctx.counts), strict=True):
             k = piece.numel()
-            g = torch.add(target[offset : offset + k], piece, alpha=-coef)
-            grads.append(full_grad(tensor, g.add_(coef * float(mean)).mul_(scale)))
+            g = piece.mul(-coef).add_(target[offset : offset + k]).add_(shift)
+            grads.append(full_grad(tensor, g.mul_(scale)))
             offset += k
         return tuple(grads)
 

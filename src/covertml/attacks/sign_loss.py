@@ -53,7 +53,7 @@ class _SignHinge(torch.autograd.Function):
         signs, *tensors = ctx.saved_tensors
         slacks = ctx.slacks or [None] * len(tensors)
         ctx.slacks = None  # consumed below; a second backward rebuilds them
-        factor = -float(grad) * ctx.scale
+        factor = grad.neg() * ctx.scale  # a 0-dim tensor: no host round trip per step
         grads: list[torch.Tensor | None] = [None, None, None, None]
         offset = 0
         for tensor, flat, slack in zip(
