@@ -90,4 +90,7 @@ def test_every_shipped_configuration_is_a_valid_grid() -> None:
         "imdb",
     }
     paper = load_grid(root / "paper" / "cifar10.toml")
-    assert paper.datasets["cifar10"] == {"model": "resnet32", "epochs": 100}
+    assert paper.datasets["cifar10"] == {"model": "resnet32", "epochs": 100, "device": "auto"}
+    # the image grids ask a Ray cluster for one GPU per job, the text grids for CPUs only
+    assert paper.resources["cifar10"] == {"cpus": 4.0, "gpus": 1.0}
+    assert load_grid(root / "paper" / "imdb.toml").resources["imdb"]["gpus"] == 0.0
