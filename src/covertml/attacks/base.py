@@ -21,7 +21,8 @@ from covertml.attacks.key import AttackKey
 from covertml.attacks.secrets import Secret
 from covertml.data.base import Dataset, Split
 from covertml.registry import Registry
-from covertml.training.trainer import Callback, LossTerm, PostStep, TrainConfig, Trainer
+from covertml.training.config import TrainConfig
+from covertml.training.trainer import Callback, LossTerm, PostStep, Trainer
 
 Threat = Literal["white-box", "black-box"]
 

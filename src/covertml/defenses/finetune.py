@@ -14,7 +14,7 @@ from torch import nn
 from covertml.data.base import Dataset
 from covertml.defenses.base import Sanitizer, register_sanitizer
 from covertml.errors import ConfigError
-from covertml.training.trainer import TrainConfig
+from covertml.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
 

@@ -37,8 +37,8 @@ from covertml.runner.evaluate import evaluate_cell, write_json
 from covertml.runner.jobs import Job, safe_path
 from covertml.runner.records import record_path
 from covertml.training import Trainer, recipe, seed_everything
+from covertml.training.config import TrainResult
 from covertml.training.pipeline import attack_summary
-from covertml.training.trainer import TrainResult
 
 log = logging.getLogger(__name__)
 

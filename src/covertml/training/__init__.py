@@ -1,16 +1,14 @@
 """The reference trainer and its extension points (loss terms, extra data, post steps)."""
 
 from covertml.training.batches import ArrayData, flip_and_crop, make_loader, to_model_input
+from covertml.training.config import EpochStats, TrainConfig, TrainResult
 from covertml.training.evaluate import accuracy_on, predict_labels
 from covertml.training.recipes import recipe
 from covertml.training.trainer import (
     Callback,
-    EpochStats,
     LossTerm,
     PostStep,
-    TrainConfig,
     Trainer,
-    TrainResult,
     seed_everything,
 )
 

@@ -19,13 +19,8 @@ from covertml.errors import ConfigError
 from covertml.models.files import save_model
 from covertml.models.registry import create_model_for, model_spec
 from covertml.paths import atomic_write_text
-from covertml.training.trainer import (
-    Privacy,
-    TrainConfig,
-    Trainer,
-    TrainResult,
-    seed_everything,
-)
+from covertml.training.config import TrainConfig, TrainResult
+from covertml.training.trainer import Privacy, Trainer, seed_everything
 
 log = logging.getLogger(__name__)
 

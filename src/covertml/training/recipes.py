@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from covertml.training.trainer import TrainConfig
+from covertml.training.config import TrainConfig
 
 _RECIPES: dict[str, dict[str, Any]] = {
     "digits": {"epochs": 30, "batch_size": 32, "lr": 2e-3, "optimizer": "adam"},

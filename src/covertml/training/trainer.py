@@ -16,8 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -30,6 +29,13 @@ from covertml.devices import describe_device, is_accelerator, resolve_device
 from covertml.errors import ConfigError
 from covertml.models.registry import loss_name
 from covertml.training.batches import ArrayData, DeviceBatches, flip_and_crop, make_loader
+from covertml.training.config import (
+    EpochStats,
+    TrainConfig,
+    TrainResult,
+    make_optimizer,
+    make_scheduler,
+)
 from covertml.training.evaluate import accuracy_on, as_loader
 from covertml.training.progress import ProgressBar
 
@@ -71,107 +77,6 @@ class Privacy(Protocol):
     def spent(self) -> dict[str, float]:
         """Privacy spent so far."""
         ...
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Hyper-parameters of one training run.
-
-    Attributes:
-        epochs: Passes over the training data.
-        batch_size: Examples per step.
-        lr: Initial learning rate.
-        optimizer: ``"sgd"`` (Nesterov momentum) or ``"adam"``.
-        momentum: SGD momentum.
-        weight_decay: L2 penalty.
-        schedule: ``"constant"``, ``"step"`` (times ``gamma`` at ``milestones``) or ``"cosine"``.
-        milestones: Epochs after which the step schedule multiplies the rate by ``gamma``.
-        gamma: Step-schedule factor.
-        augment: ``"none"`` or ``"flip-crop"`` (the paper's CIFAR-10 augmentation).
-        seed: Seeds initialization order, shuffling, dropout and augmentation.
-        device: ``auto`` (CUDA when present, else MPS, else CPU), ``cpu``, ``cuda``,
-            ``cuda:N`` or ``mps`` (:func:`covertml.devices.resolve_device`). On a GPU the
-            training set is kept on the device when it fits and the epoch's sums stay
-            there (one transfer per epoch); CNNs run ``channels_last`` on CUDA and the
-            CPU. The model comes back on the CPU, in the contiguous layout.
-        amp: bf16 autocast for the forward pass and the task loss (attack terms on the
-            parameters stay in float32).
-    """
-
-    epochs: int = 10
-    batch_size: int = 64
-    lr: float = 1e-3
-    optimizer: Literal["sgd", "adam"] = "adam"
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    schedule: Literal["constant", "step", "cosine"] = "constant"
-    milestones: tuple[int, ...] = ()
-    gamma: float = 0.1
-    augment: Literal["none", "flip-crop"] = "none"
-    seed: int = 0
-    device: str = "auto"
-    amp: bool = False
-
-    def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise ConfigError(
-                f"epochs, batch size and learning rate must be positive (got {self.epochs}, "
-                f"{self.batch_size}, {self.lr})",
-                fix="pass positive values",
-            )
-        if self.optimizer not in ("sgd", "adam"):
-            raise ConfigError(f"unknown optimizer {self.optimizer!r}", fix="use sgd or adam")
-        if self.schedule not in ("constant", "step", "cosine"):
-            raise ConfigError(
-                f"unknown learning-rate schedule {self.schedule!r}",
-                fix="use constant, step or cosine",
-            )
-        if self.augment not in ("none", "flip-crop"):
-            raise ConfigError(f"unknown augmentation {self.augment!r}", fix="use none or flip-crop")
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able form."""
-        d = asdict(self)
-        d["milestones"] = list(self.milestones)
-        return d
-
-
-@dataclass(frozen=True)
-class EpochStats:
-    """What one epoch measured."""
-
-    epoch: int
-    train_loss: float
-    train_accuracy: float
-    test_accuracy: float | None
-    lr: float
-    seconds: float
-    extra: dict[str, float] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able form."""
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    """The outcome of :meth:`Trainer.fit`."""
-
-    config: TrainConfig
-    history: tuple[EpochStats, ...]
-    test_accuracy: float | None
-    seconds: float
-    device: str = "cpu"
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able form."""
-        return {
-            "config": self.config.to_dict(),
-            "test_accuracy": self.test_accuracy,
-            "seconds": self.seconds,
-            "device": self.device,
-            "history": [e.to_dict() for e in self.history],
-        }
 
 
 def seed_everything(seed: int) -> None:
@@ -263,29 +168,6 @@ class Trainer:
                 base = ConcatDataset([base, extra])
         return make_loader(base, batch_size=cfg.batch_size, shuffle=True, seed=seed)
 
-    def _scheduler(self, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
-        cfg = self.config
-        if cfg.schedule == "step":
-            return torch.optim.lr_scheduler.MultiStepLR(
-                optimizer, milestones=list(cfg.milestones), gamma=cfg.gamma
-            )
-        if cfg.schedule == "cosine":
-            return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
-
-    def _optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
-        cfg = self.config
-        params = [p for p in model.parameters() if p.requires_grad]
-        if cfg.optimizer == "sgd":
-            return torch.optim.SGD(
-                params,
-                lr=cfg.lr,
-                momentum=cfg.momentum,
-                nesterov=cfg.momentum > 0,
-                weight_decay=cfg.weight_decay,
-            )
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-
     def _another_epoch(self, done: int) -> bool:
         if done < self.config.epochs:
             return True
@@ -335,7 +217,7 @@ class Trainer:
             train_data = train_data.take(keep)
         loader = self._train_loader(train_data, cfg.seed)
         test_loader = as_loader(test_data) if test_data is not None else None
-        optimizer = self._optimizer(model)
+        optimizer = make_optimizer(cfg, model)
         net = model  # what the batches go through (DP-SGD wraps it; parameters are shared)
         if self.privacy is not None:
             if self.loss_terms:
@@ -356,7 +238,7 @@ class Trainer:
             loader = DeviceBatches(  # type: ignore[assignment]
                 loader.dataset, loader, device=device, channels_last=channels_last
             )
-        scheduler = self._scheduler(optimizer)
+        scheduler = make_scheduler(cfg, optimizer)
         sums_dtype = torch.float32 if device.type == "mps" else torch.float64
         criterion = self.criterion or _criterion(model)
         aug_gen = torch.Generator().manual_seed(cfg.seed + 1)
