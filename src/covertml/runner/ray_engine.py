@@ -164,7 +164,7 @@ def _schedule(
     cluster = ray.cluster_resources()
     gpus = float(cluster.get("GPU", 0.0))
     check_fits(grid, todo, cpus=float(cluster.get("CPU", 0.0)), gpus=gpus)
-    events = Queue()
+    events = Queue(actor_options={"num_cpus": 0})  # never waits for a free CPU
     task = ray.remote(ray_run_job)
     waiting = list(todo)
     running: dict[Any, Job] = {}
