@@ -8,7 +8,10 @@ would take a day before anyone noticed.
 
 from __future__ import annotations
 
+import copy
+
 import torch
+from torch import nn
 
 from covertml.errors import ConfigError
 
@@ -84,3 +87,23 @@ def describe_device(device: torch.device) -> str:
         index = device.index if device.index is not None else torch.cuda.current_device()
         return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
     return str(device)
+
+
+def model_on(model: nn.Module, device: str | torch.device | None) -> nn.Module:
+    """``model`` itself when it is on ``device`` already (or ``device`` is None), else a copy.
+
+    The copy is moved to ``device``; the caller's model stays where it is.
+
+    Example:
+        >>> m = nn.Linear(2, 2)
+        >>> model_on(m, "cpu") is m, model_on(m, None) is m
+        (True, True)
+    """
+    if device is None:
+        return model
+    target = resolve_device(device)
+    first = next(model.parameters(), None)
+    here = first.device if first is not None else torch.device("cpu")
+    if here == target:
+        return model
+    return copy.deepcopy(model).to(target)

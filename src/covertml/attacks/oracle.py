@@ -8,7 +8,6 @@ prediction API (:class:`covertml.serve.client.HTTPOracle`), or any function wrap
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from typing import Any, Protocol, TypeAlias
 
@@ -16,7 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 from torch import nn
 
-from covertml.devices import resolve_device
+from covertml.devices import model_on
 from covertml.training.evaluate import predict_labels
 
 Inputs: TypeAlias = "np.ndarray | sp.csr_matrix"
@@ -67,8 +66,7 @@ class LocalOracle(FunctionOracle):
     def __init__(
         self, model: nn.Module, *, batch_size: int = 4096, device: str | None = None
     ) -> None:
-        if device is not None and resolve_device(device).type != "cpu":
-            model = copy.deepcopy(model).to(resolve_device(device))  # one copy, not per query
+        model = model_on(model, device)  # moved once, not per query
         super().__init__(
             lambda x: predict_labels(model, x, batch_size=batch_size), batch_size=batch_size
         )

@@ -30,7 +30,6 @@ noise-probe``), as a screening test whose null is "no rougher than this referenc
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -50,7 +49,7 @@ from covertml.audit.base import (
     report_from_findings,
 )
 from covertml.data.base import images_to_float
-from covertml.devices import resolve_device
+from covertml.devices import model_on
 from covertml.errors import ConfigError
 from covertml.training.evaluate import predict_labels
 
@@ -162,8 +161,7 @@ class NoiseProbe(Detector):
         assert oracle is not None and ref is not None and ctx.info is not None
         inputs, moved = self._inputs(ctx, ctx.seed ^ PROBE_SEED_TAG)
         labels, labels_moved = oracle(inputs), oracle(moved)
-        if ctx.device != "cpu":
-            ref = copy.deepcopy(ref).to(resolve_device(ctx.device))
+        ref = model_on(ref, ctx.device)
         ref_labels, ref_moved = predict_labels(ref, inputs), predict_labels(ref, moved)
         changed, ref_changed = labels != labels_moved, ref_labels != ref_moved
         model_only = int((changed & ~ref_changed).sum())

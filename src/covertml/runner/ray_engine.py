@@ -20,10 +20,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from covertml.errors import ConfigError
 from covertml.runner.config import Grid
 from covertml.runner.jobs import Job
-from covertml.runner.records import record_path
+from covertml.runner.worker import drain_events, fail_unrecorded, run_job
 
 log = logging.getLogger(__name__)
 
@@ -98,10 +100,6 @@ def ray_run_job(
     events: Any,
 ) -> None:
     """The body of one Ray task: :func:`run_job` with ``threads`` torch threads."""
-    import torch
-
-    from covertml.runner.worker import run_job
-
     if not (Path(run_dir) / marker).is_file():
         import socket
 
@@ -159,7 +157,7 @@ def _schedule(
     emit: Emit,
     marker: str,
 ) -> None:
-    from ray.util.queue import Empty, Queue
+    from ray.util.queue import Queue
 
     cluster = ray.cluster_resources()
     gpus = float(cluster.get("GPU", 0.0))
@@ -168,17 +166,6 @@ def _schedule(
     task = ray.remote(ray_run_job)
     waiting = list(todo)
     running: dict[Any, Job] = {}
-
-    def drain(timeout: float) -> None:
-        try:
-            emit(events.get(timeout=timeout))
-        except Empty:
-            return
-        while True:
-            try:
-                emit(events.get_nowait())
-            except Empty:
-                return
 
     try:
         while waiting or running:
@@ -191,7 +178,7 @@ def _schedule(
                     job, str(run_dir), data, grid.oracle, grid.scan, threads, marker, events
                 )
                 running[ref] = job
-            drain(0.2)
+            drain_events(events, emit, timeout=0.2)
             if running:
                 finished, _ = ray.wait(list(running), num_returns=len(running), timeout=0.3)
                 for ref in finished:
@@ -199,10 +186,10 @@ def _schedule(
                     try:
                         ray.get(ref)
                     except Exception as exc:  # the task died (out of memory, a lost node)
-                        drain(0.1)
+                        drain_events(events, emit, timeout=0.1)
                         log.error("job %s: Ray task failed (%s)", job.id, exc)
-                        _fail_cells(job, run_dir, _cause(exc), emit)
-        drain(0.1)
+                        fail_unrecorded(run_dir, job, f"Ray task failed: {_cause(exc)}", emit)
+        drain_events(events, emit, timeout=0.1)
     except BaseException:
         for ref in running:
             ray.cancel(ref, force=True)
@@ -215,11 +202,3 @@ def _cause(exc: BaseException) -> BaseException:
     """The task's own exception where Ray wrapped it."""
     cause = getattr(exc, "cause", None)
     return cause if isinstance(cause, BaseException) else exc
-
-
-def _fail_cells(job: Job, run_dir: Path, exc: BaseException, emit: Emit) -> None:
-    from covertml.runner.worker import record_failure
-
-    for cell in job.cells:
-        if not record_path(run_dir, cell.id).is_file():
-            record_failure(run_dir, cell, f"Ray task failed: {exc}", emit)

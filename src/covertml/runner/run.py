@@ -15,7 +15,6 @@ import logging
 import multiprocessing as mp
 import os
 import platform
-import queue as queue_mod
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -31,8 +30,14 @@ from covertml.paths import atomic_write_text
 from covertml.runner.config import Grid
 from covertml.runner.jobs import Job, plan_jobs
 from covertml.runner.progress import Progress, RunState, RunSummary, model_ready, peak_rss_mb
-from covertml.runner.records import load_records, record_path, write_tables
-from covertml.runner.worker import pool_init, pool_run_job, record_failure, run_job
+from covertml.runner.records import load_records, write_tables
+from covertml.runner.worker import (
+    drain_events,
+    fail_unrecorded,
+    pool_init,
+    pool_run_job,
+    run_job,
+)
 
 log = logging.getLogger(__name__)
 
@@ -167,42 +172,21 @@ def _run_pool(
                 running[executor.submit(pool_run_job, job, *args, share)] = job
             if active is not None:
                 active.value = len(running)
-            _drain(events, emit, timeout=0.5)
+            drain_events(events, emit, timeout=0.5)
             for fut in [f for f in running if f.done()]:
                 job = running.pop(fut)
                 exc = fut.exception()
                 if exc is not None:  # the worker died (e.g. out of memory): record its cells
-                    _drain(events, emit, timeout=0.1)
+                    drain_events(events, emit, timeout=0.1)
                     log.error("job %s: worker failed (%s)", job.id, exc)
-                    _fail_cells(job, run_dir, exc, emit)
-        _drain(events, emit, timeout=0.1)
+                    fail_unrecorded(run_dir, job, f"worker died: {exc}", emit)
+        drain_events(events, emit, timeout=0.1)
     except BaseException:
         for proc in list(getattr(executor, "_processes", {}).values()):
             proc.terminate()
         executor.shutdown(wait=False, cancel_futures=True)
         raise
     executor.shutdown(wait=True)
-
-
-def _drain(events: Any, emit: Callable[[dict[str, Any]], None], *, timeout: float) -> None:
-    try:
-        event = events.get(timeout=timeout)
-    except queue_mod.Empty:
-        return
-    emit(event)
-    while True:
-        try:
-            emit(events.get_nowait())
-        except queue_mod.Empty:
-            return
-
-
-def _fail_cells(
-    job: Job, run_dir: Path, exc: BaseException, emit: Callable[[dict[str, Any]], None]
-) -> None:
-    for cell in job.cells:
-        if not record_path(run_dir, cell.id).is_file():
-            record_failure(run_dir, cell, f"worker died: {exc}", emit)
 
 
 def _write_run(

@@ -16,6 +16,7 @@ import functools
 import json
 import logging
 import os
+import queue
 import time
 import traceback
 from collections.abc import Callable
@@ -223,9 +224,29 @@ def _finish(root: Path, cell: Cell, result: dict[str, Any], emit: Callable[[Even
     )
 
 
-def record_failure(root: Path, cell: Cell, error: str, emit: Callable[[Event], None]) -> None:
-    """Records ``cell`` as failed with ``error`` (its worker or task died before it could)."""
-    _finish(root, cell, {"status": "failed", "error": error[:300]}, emit)
+def fail_unrecorded(root: Path, job: Job, error: str, emit: Callable[[Event], None]) -> None:
+    """Records every cell of ``job`` not yet recorded as failed (its worker or task died)."""
+    for cell in job.cells:
+        if not record_path(root, cell.id).is_file():
+            _finish(root, cell, {"status": "failed", "error": error[:300]}, emit)
+
+
+def drain_events(events: Any, emit: Callable[[Event], None], *, timeout: float) -> None:
+    """Emits what a worker queue holds, waiting up to ``timeout`` for the first event.
+
+    Works with a multiprocessing queue and a Ray queue alike (Ray's ``Empty`` is a
+    :class:`queue.Empty`).
+    """
+    try:
+        event = events.get(timeout=timeout)
+    except queue.Empty:
+        return
+    emit(event)
+    while True:
+        try:
+            emit(events.get_nowait())
+        except queue.Empty:
+            return
 
 
 # -- process-pool plumbing ---------------------------------------------------------------

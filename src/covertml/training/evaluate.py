@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import numpy as np
@@ -13,6 +12,7 @@ from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
 from covertml.data.base import Split
+from covertml.devices import model_on
 from covertml.training.batches import ArrayData, make_loader, to_model_input
 
 
@@ -46,11 +46,9 @@ def predict_labels(
         >>> predict_labels(m, np.zeros((3, 8, 8, 1), np.uint8)).shape
         (3,)
     """
+    model = model_on(model, device)  # a copy when it must move: the caller's model stays
     first = next(model.parameters(), None)
     here = first.device if first is not None else torch.device("cpu")
-    if device is not None and torch.device(device) != here:
-        model = copy.deepcopy(model).to(device)  # the caller's model stays where it is
-        here = torch.device(device)
     was_training = model.training
     model.eval()
     out = []
