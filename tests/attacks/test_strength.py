@@ -160,6 +160,50 @@ def test_trainer_does_not_train_on_the_excluded_items(digits) -> None:
     Trainer(recipe("digits").__class__(epochs=1), exclude=exclude).fit(Spy(), digits.train)
     assert sum(seen) == len(digits.train) - len(exclude)
 
+    # rejoining after epoch 2 of 4: the first two epochs without them, the last two with
+    per_epoch: list[int] = []
+    told: list[int] = []
+
+    class Watch:
+        def __call__(self, epoch: int, model: nn.Module) -> None:
+            per_epoch.append(sum(seen))
+            seen.clear()
+
+        def rejoined(self, epoch: int) -> None:
+            told.append(epoch)
+
+    seen.clear()
+    config = recipe("digits").__class__(epochs=4)
+    Trainer(config, exclude=exclude, exclude_epochs=2, callbacks=[Watch()]).fit(
+        Spy(), digits.train
+    )
+    n, k = len(digits.train), len(exclude)
+    assert per_epoch == [n - k, n - k, n, n] and told == [2]
+
+
+def test_the_held_out_slice_rejoins_at_half_the_epochs_and_caps_lam(digits) -> None:
+    seed_everything(0)
+    model = create_model_for(digits)
+    plan = create_attack("sign").plan(model, digits, seed=0)
+    assert plan.exclude_epochs(recipe("digits", epochs=15)) == 8  # ceil(7.5)
+    assert plan.exclude_epochs(recipe("digits", epochs=1)) == 1
+    fixed = create_attack("sign", lam=10).plan(model, digits, seed=0)
+    assert fixed.exclude_epochs(recipe("digits")) is None  # nothing held out to rejoin
+
+    x = np.zeros((400, 1, 1, 1), np.uint8)
+    c = StrengthController(lambda m: 0.2, target=0.9, start=1.0, every=1, steps_per_epoch=10,
+                           holdout=Split(x, np.zeros(400, np.int64)))  # fmt: skip
+    probe = nn.Sequential(nn.Flatten(), nn.Linear(1, 2))
+    for _ in range(10):  # one epoch below the target: x 2.5
+        c.step(probe)
+    assert "auto_holdout_accuracy" in c(1, probe)
+    c.rejoined(1)
+    assert c.schedule[-1]["holdout_rejoins"] is True
+    for _ in range(100):  # ten more epochs below the target: capped at 2 x the peak, 2.5
+        c.step(probe)
+    assert c.lam == pytest.approx(5.0)
+    assert "auto_holdout_accuracy" not in c(2, probe)  # the slice is trained on: no guard
+
 
 def test_bad_strengths_are_one_line_errors() -> None:
     assert parse_lam("AUTO") is None
@@ -177,4 +221,4 @@ def test_metrics_json_records_the_schedule(cli, tmp_path) -> None:
     attack = json.loads((out / "metrics.json").read_text())["attack"]
     assert attack["settings"]["lam"] == "auto"
     assert [e["epoch"] for e in attack["strength_schedule"]] == [1, 2, 3]
-    assert attack["held_out_items"] > 100
+    assert attack["held_out_items"] > 100 and attack["held_out_epochs"] == 2

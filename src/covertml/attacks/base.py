@@ -10,6 +10,7 @@ adversary's side: from the released model and the key alone, it recovers the sec
 from __future__ import annotations
 
 import dataclasses
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -45,10 +46,19 @@ class AttackPlan:
     release_dtype: str = "float32"
     #: Training items the attack keeps out of training (its own validation slice).
     exclude: tuple[int, ...] = ()
+    #: Share of the configured epochs after which those items rejoin training (``None``:
+    #: kept out throughout).
+    rejoin_share: float | None = None
     #: Keep training past the configured epochs while this returns True...
     extend_while: Callable[[], bool] | None = None
     #: ...for at most this many epochs.
     max_extra_epochs: int = 0
+
+    def exclude_epochs(self, config: TrainConfig) -> int | None:
+        """After how many of ``config``'s epochs the excluded items rejoin (``None``: never)."""
+        if not self.exclude or self.rejoin_share is None:
+            return None
+        return max(1, math.ceil(self.rejoin_share * config.epochs))
 
     def trainer(self, config: TrainConfig, *, progress: bool = False) -> Trainer:
         """A trainer that runs this attack during (and after) training."""
@@ -60,6 +70,7 @@ class AttackPlan:
             callbacks=self.callbacks,
             progress=progress,
             exclude=self.exclude,
+            exclude_epochs=self.exclude_epochs(config),
             extend_while=self.extend_while,
             max_extra_epochs=self.max_extra_epochs,
         )

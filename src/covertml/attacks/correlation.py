@@ -28,6 +28,7 @@ from covertml.attacks.secrets import Secret, check_fits, secret_from_dataset
 from covertml.attacks.strength import (
     AUTO,
     AUTO_SHARE,
+    REJOIN_SHARE,
     StrengthController,
     holdout_indices,
     parse_lam,
@@ -274,6 +275,7 @@ class CorrelationAttack(Attack):
             loss_terms=(term,),
             callbacks=(term.controller,) if term.controller is not None else (),
             exclude=tuple(int(i) for i in exclude),
+            rejoin_share=REJOIN_SHARE,
         )
 
     @classmethod

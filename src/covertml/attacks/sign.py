@@ -29,6 +29,7 @@ from covertml.attacks.sign_loss import SignLoss, Where, bit_weights, carrier_val
 from covertml.attacks.strength import (
     AUTO,
     AUTO_SHARE,
+    REJOIN_SHARE,
     StrengthController,
     holdout_indices,
     parse_lam,
@@ -165,6 +166,7 @@ class SignAttack(Attack):
             loss_terms=(term,),
             callbacks=(controller,) if controller is not None else (),
             exclude=tuple(int(i) for i in exclude),
+            rejoin_share=REJOIN_SHARE,
         )
 
     @classmethod

@@ -171,6 +171,7 @@ def attack_summary(plan: AttackPlan, model: nn.Module, result: TrainResult) -> d
         if schedule:
             extra["strength_schedule"] = list(schedule)
             extra["held_out_items"] = len(plan.exclude)
+            extra["held_out_epochs"] = plan.exclude_epochs(result.config)
     return {
         "name": plan.key.attack,
         "settings": settings,

@@ -65,6 +65,14 @@ class Callback(Protocol):
 PostStep = Callable[[nn.Module], None]
 
 
+class Rejoinable(Protocol):
+    """A callback told when the excluded items rejoin training (``Trainer(exclude_epochs=)``)."""
+
+    def rejoined(self, epoch: int) -> None:
+        """Called after epoch ``epoch``, from which on the excluded items are trained on."""
+        ...
+
+
 class Privacy(Protocol):
     """A private-training wrapper (see :class:`covertml.defenses.dp.DPSGD`)."""
 
@@ -85,6 +93,14 @@ def seed_everything(seed: int) -> None:
     np.random.seed(seed % 2**32)
 
 
+def _on_device(loader: DataLoader[Any], device: torch.device, *, channels_last: bool) -> Any:
+    """The loader's batches held on an accelerator where they fit (else ``loader``)."""
+    if is_accelerator(device) and DeviceBatches.fits(loader.dataset, device):
+        assert isinstance(loader.dataset, ArrayData)
+        return DeviceBatches(loader.dataset, loader, device=device, channels_last=channels_last)
+    return loader
+
+
 def _criterion(model: nn.Module) -> nn.Module:
     return nn.MultiMarginLoss() if loss_name(model) == "hinge" else nn.CrossEntropyLoss()
 
@@ -103,6 +119,8 @@ class Trainer:
         privacy: Train with DP-SGD (:class:`covertml.defenses.dp.DPSGD`).
         exclude: Indices of ``train_data`` (a split) not to train on -- a validation
             slice that a loss term's controller watches.
+        exclude_epochs: The excluded items rejoin training after this many epochs
+            (callbacks with a ``rejoined(epoch)`` method are told); ``None``: never.
         extend_while: After the configured epochs, keep training (at the last epoch's
             learning rate) while this returns True, for at most ``max_extra_epochs``.
         max_extra_epochs: Bound of those extra epochs.
@@ -130,6 +148,7 @@ class Trainer:
         progress: bool = False,
         privacy: Privacy | None = None,
         exclude: Sequence[int] = (),
+        exclude_epochs: int | None = None,
         extend_while: Callable[[], bool] | None = None,
         max_extra_epochs: int = 0,
     ) -> None:
@@ -137,6 +156,7 @@ class Trainer:
         self.extend_while = extend_while
         self.max_extra_epochs = max(0, int(max_extra_epochs))
         self.exclude = tuple(int(i) for i in exclude)
+        self.exclude_epochs = exclude_epochs
         self.loss_terms = list(loss_terms)
         self.extra_data = extra_data
         self.post_steps = list(post_steps)
@@ -207,11 +227,17 @@ class Trainer:
         )
         if channels_last:
             model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        full_data = train_data
         if self.exclude:
             if not isinstance(train_data, Split):
                 raise ConfigError(
                     "exclude needs the training data as a Split",
                     fix="pass the dataset split, not a loader",
+                )
+            if self.privacy is not None and self.exclude_epochs is not None:
+                raise ConfigError(
+                    "excluded items cannot rejoin a DP-SGD run (its accounting fixes the data)",
+                    fix="leave exclude_epochs unset under DP-SGD",
                 )
             keep = np.setdiff1d(np.arange(len(train_data)), np.asarray(self.exclude))
             train_data = train_data.take(keep)
@@ -229,15 +255,8 @@ class Trainer:
             net, optimizer, loader = self.privacy.attach(
                 model, optimizer, loader, epochs=cfg.epochs
             )
-        if (
-            self.privacy is None
-            and is_accelerator(device)
-            and DeviceBatches.fits(loader.dataset, device)
-        ):
-            assert isinstance(loader.dataset, ArrayData)
-            loader = DeviceBatches(  # type: ignore[assignment]
-                loader.dataset, loader, device=device, channels_last=channels_last
-            )
+        if self.privacy is None:
+            loader = _on_device(loader, device, channels_last=channels_last)
         scheduler = make_scheduler(cfg, optimizer)
         sums_dtype = torch.float32 if device.type == "mps" else torch.float64
         criterion = self.criterion or _criterion(model)
@@ -294,6 +313,18 @@ class Trainer:
                 }
                 for callback in self.callbacks:
                     extra.update(callback(epoch, model) or {})
+                if self.exclude and epoch == self.exclude_epochs:  # the slice rejoins
+                    log.info("epoch %d: the %d excluded items rejoin training", epoch,
+                             len(self.exclude))  # fmt: skip
+                    loader = _on_device(
+                        self._train_loader(full_data, cfg.seed + 7919),
+                        device,
+                        channels_last=channels_last,
+                    )
+                    for callback in self.callbacks:
+                        rejoined = getattr(callback, "rejoined", None)
+                        if callable(rejoined):
+                            rejoined(epoch)
                 test_acc = accuracy_on(model, test_loader) if test_loader is not None else None
                 stats = EpochStats(
                     epoch=epoch,
