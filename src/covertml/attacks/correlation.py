@@ -253,7 +253,9 @@ class CorrelationAttack(Attack):
         )
         exclude = np.zeros(0, np.int64)
         if lam is None:
-            exclude = holdout_indices(len(dataset.train), reserved=secret.count, seed=seed)
+            exclude = holdout_indices(
+                len(dataset.train), reserved=secret.count, seed=seed, classes=dataset.num_classes
+            )
             quality: Callable[[nn.Module], float] = term.quality
             if secret.kind == "image":  # what the decoder will read, not a proxy for it
                 truth = secret.values.astype(np.float64)

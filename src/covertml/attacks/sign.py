@@ -135,7 +135,9 @@ class SignAttack(Attack):
         weights = bit_weights(secret.values.size, bps) if image and protect == "msb" else None
         controller, exclude = None, np.zeros(0, np.int64)
         if lam is None:
-            exclude = holdout_indices(len(dataset.train), reserved=secret.count, seed=seed)
+            exclude = holdout_indices(
+                len(dataset.train), reserved=secret.count, seed=seed, classes=dataset.num_classes
+            )
             controller = StrengthController(
                 lambda m: symbol_quality(m, cmap, bits, bps, image=image, layout=where),
                 target=self.target or (0.975 if image else 0.96),
