@@ -14,6 +14,8 @@ reached, the share of right signs) and steer ``lambda`` to a quality target:
   (the attacker's own validation set) is compared with the best seen so far; a drop of more
   than ``tolerance`` two epochs in a row halves ``lambda`` and caps it there for the rest
   of the run;
+- where the training set has fewer than ``MIN_PER_CLASS`` items a class, nothing is held
+  out (a tenth of such data costs the task more than the attack does) and the guard is off;
 - the held-out slice guards the first half of the configured epochs, where the strength
   ramps up from its start; then it rejoins training (an underfit model on a small set
   misses 10% of its data: LFW identity lost 9 points to it, docs/RESULTS.md), and
