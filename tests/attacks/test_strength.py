@@ -189,6 +189,13 @@ def test_the_held_out_slice_rejoins_at_half_the_epochs_and_caps_lam(digits) -> N
     assert plan.exclude_epochs(recipe("digits", epochs=1)) == 1
     fixed = create_attack("sign", lam=10).plan(model, digits, seed=0)
     assert fixed.exclude_epochs(recipe("digits")) is None  # nothing held out to rejoin
+    # 500 digits are 50 a class: too few to spare a tenth, so no slice and no guard
+    scarce = create_dataset("digits", train_limit=500)
+    for name in ("sign", "correlation"):
+        plan = create_attack(name).plan(create_model_for(scarce), scarce, seed=0)
+        assert plan.exclude == () and plan.exclude_epochs(recipe("digits")) is None
+        controller = plan.callbacks[0]
+        assert isinstance(controller, StrengthController) and controller.holdout is None
 
     x = np.zeros((400, 1, 1, 1), np.uint8)
     c = StrengthController(lambda m: 0.2, target=0.9, start=1.0, every=1, steps_per_epoch=10,
