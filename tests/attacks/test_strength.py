@@ -174,9 +174,7 @@ def test_trainer_does_not_train_on_the_excluded_items(digits) -> None:
 
     seen.clear()
     config = recipe("digits").__class__(epochs=4)
-    Trainer(config, exclude=exclude, exclude_epochs=2, callbacks=[Watch()]).fit(
-        Spy(), digits.train
-    )
+    Trainer(config, exclude=exclude, exclude_epochs=2, callbacks=[Watch()]).fit(Spy(), digits.train)
     n, k = len(digits.train), len(exclude)
     assert per_epoch == [n - k, n - k, n, n] and told == [2]
 
