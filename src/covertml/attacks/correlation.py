@@ -30,7 +30,7 @@ from covertml.attacks.strength import (
     AUTO_SHARE,
     REJOIN_SHARE,
     StrengthController,
-    holdout_indices,
+    guard_slice,
     parse_lam,
 )
 from covertml.data.base import Dataset
@@ -251,11 +251,9 @@ class CorrelationAttack(Attack):
             dataset=dataset,
             settings={"layout": layout.to_dict()},
         )
-        exclude = np.zeros(0, np.int64)
+        exclude: tuple[int, ...] = ()
         if lam is None:
-            exclude = holdout_indices(
-                len(dataset.train), reserved=secret.count, seed=seed, classes=dataset.num_classes
-            )
+            exclude, holdout = guard_slice(dataset, reserved=secret.count, seed=seed)
             quality: Callable[[nn.Module], float] = term.quality
             if secret.kind == "image":  # what the decoder will read, not a proxy for it
                 truth = secret.values.astype(np.float64)
@@ -269,14 +267,14 @@ class CorrelationAttack(Attack):
                 quality,
                 target=self.target,
                 start=1.0,  # the paper's code default; steered from there
-                holdout=dataset.train.take(exclude) if len(exclude) else None,
+                holdout=holdout,
             )
         return AttackPlan(
             secret,
             key,
             loss_terms=(term,),
             callbacks=(term.controller,) if term.controller is not None else (),
-            exclude=tuple(int(i) for i in exclude),
+            exclude=exclude,
             rejoin_share=REJOIN_SHARE,
         )
 

@@ -31,7 +31,7 @@ from covertml.attacks.strength import (
     AUTO_SHARE,
     REJOIN_SHARE,
     StrengthController,
-    holdout_indices,
+    guard_slice,
     parse_lam,
 )
 from covertml.data.base import Dataset
@@ -133,16 +133,15 @@ class SignAttack(Attack):
         image = secret.kind == "image"
         protect = self.protect or ("msb" if lam is None else "none")
         weights = bit_weights(secret.values.size, bps) if image and protect == "msb" else None
-        controller, exclude = None, np.zeros(0, np.int64)
+        controller = None
+        exclude: tuple[int, ...] = ()
         if lam is None:
-            exclude = holdout_indices(
-                len(dataset.train), reserved=secret.count, seed=seed, classes=dataset.num_classes
-            )
+            exclude, holdout = guard_slice(dataset, reserved=secret.count, seed=seed)
             controller = StrengthController(
                 lambda m: symbol_quality(m, cmap, bits, bps, image=image, layout=where),
                 target=self.target or (0.975 if image else 0.96),
                 start=AUTO_START,
-                holdout=dataset.train.take(exclude) if len(exclude) else None,
+                holdout=holdout,
             )
         term = SignLoss(
             cmap,
@@ -167,7 +166,7 @@ class SignAttack(Attack):
             key,
             loss_terms=(term,),
             callbacks=(controller,) if controller is not None else (),
-            exclude=tuple(int(i) for i in exclude),
+            exclude=exclude,
             rejoin_share=REJOIN_SHARE,
         )
 

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from covertml.data.base import Split
+from covertml.data.base import Dataset, Split
 from covertml.errors import ConfigError
 from covertml.training.evaluate import accuracy_on
 
@@ -96,6 +96,23 @@ def holdout_indices(
         return np.zeros(0, np.int64)
     rng = np.random.default_rng([seed, 0x57E6])
     return np.sort(rng.choice(pool, size=k, replace=False)).astype(np.int64)
+
+
+def guard_slice(
+    dataset: Dataset, *, reserved: int, seed: int
+) -> tuple[tuple[int, ...], Split | None]:
+    """The ``lam="auto"`` guard's held-out indices and the split they select (``None``: none).
+
+    Example:
+        >>> from covertml.data import create_dataset
+        >>> exclude, holdout = guard_slice(create_dataset("digits"), reserved=10, seed=0)
+        >>> len(exclude) == len(holdout) == 144
+        True
+    """
+    idx = holdout_indices(
+        len(dataset.train), reserved=reserved, seed=seed, classes=dataset.num_classes
+    )
+    return tuple(int(i) for i in idx), (dataset.train.take(idx) if len(idx) else None)
 
 
 @dataclass

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -65,6 +65,7 @@ class Callback(Protocol):
 PostStep = Callable[[nn.Module], None]
 
 
+@runtime_checkable
 class Rejoinable(Protocol):
     """A callback told when the excluded items rejoin training (``Trainer(exclude_epochs=)``)."""
 
@@ -322,9 +323,8 @@ class Trainer:
                         channels_last=channels_last,
                     )
                     for callback in self.callbacks:
-                        rejoined = getattr(callback, "rejoined", None)
-                        if callable(rejoined):
-                            rejoined(epoch)
+                        if isinstance(callback, Rejoinable):
+                            callback.rejoined(epoch)
                 test_acc = accuracy_on(model, test_loader) if test_loader is not None else None
                 stats = EpochStats(
                     epoch=epoch,
